@@ -1,0 +1,128 @@
+"""Import TensorFlow, tf-keras and Larq the one way this package supports.
+
+Larq 0.14 needs the Keras 2 API (``tf-keras``); TensorFlow 2.21 picks Keras 3
+unless ``TF_USE_LEGACY_KERAS=1`` is set *before* TensorFlow is imported. Every
+module of bnnconvert that needs TensorFlow goes through :func:`tensorflow`,
+which arranges that, keeps the import quiet unless verbose output was asked
+for, and refuses to continue on a process where Keras 3 is already active.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+from bnnconvert.errors import EnvironmentProblem
+
+_verbose = False
+
+
+def set_verbose(verbose: bool) -> None:
+    """Let TensorFlow's own logging through (``--verbose``)."""
+    global _verbose
+    _verbose = verbose
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while native code logs at import.
+
+    TensorFlow's C++ side prints oneDNN and CUDA notes before its log level
+    is read, so environment variables alone do not silence it.
+    """
+    if _verbose:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _check_keras2(tf: ModuleType) -> None:
+    version = getattr(tf.keras, "__version__", "")
+    if not version.startswith("2."):
+        raise EnvironmentProblem(
+            f"TensorFlow was imported with Keras {version or '3'} before bnnconvert; "
+            "Larq needs Keras 2: set TF_USE_LEGACY_KERAS=1 before importing TensorFlow "
+            "(or import bnnconvert first)"
+        )
+
+
+def tensorflow() -> ModuleType:
+    """Return the ``tensorflow`` module, imported with Keras 2 and quietly."""
+    already = "tensorflow" in sys.modules
+    if not already:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        if not _verbose:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with _quiet_stderr():
+            import tensorflow as tf  # noqa: PLC0415
+        if not _verbose:
+            tf.get_logger().setLevel(logging.ERROR)
+            with contextlib.suppress(ImportError):
+                from absl import logging as absl_logging  # noqa: PLC0415
+
+                absl_logging.set_verbosity(absl_logging.ERROR)
+    import tensorflow as tf  # noqa: PLC0415
+
+    _check_keras2(tf)
+    return tf
+
+
+def keras() -> ModuleType:
+    """Return ``tf_keras`` (the Keras 2 API that Larq builds on)."""
+    tensorflow()
+    import tf_keras  # noqa: PLC0415
+
+    return tf_keras
+
+
+def larq() -> ModuleType:
+    """Return ``larq``, imported after TensorFlow is set up."""
+    tensorflow()
+    with _quiet_stderr():
+        import larq  # noqa: PLC0415
+    return larq
+
+
+def lce() -> ModuleType:
+    """Return ``larq_compute_engine``, imported after TensorFlow is set up."""
+    tensorflow()
+    with _quiet_stderr():
+        import larq_compute_engine  # noqa: PLC0415
+    return larq_compute_engine
+
+
+def lce_interpreter(
+    flatbuffer: bytes,
+    *,
+    num_threads: int = 1,
+    use_reference_bconv: bool = False,
+    use_indirect_bgemm: bool = False,
+    use_xnnpack: bool = False,
+) -> object:
+    """Build LCE's Python interpreter for ``flatbuffer`` (x86_64 wheel)."""
+    with _quiet_stderr():
+        from larq_compute_engine.tflite.python.interpreter import (  # noqa: PLC0415
+            Interpreter,
+        )
+
+    return Interpreter(
+        flatbuffer,
+        num_threads=num_threads,
+        use_reference_bconv=use_reference_bconv,
+        use_indirect_bgemm=use_indirect_bgemm,
+        use_xnnpack=use_xnnpack,
+    )

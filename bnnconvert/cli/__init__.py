@@ -1,0 +1,1 @@
+"""Command line of bnnconvert: parse, call the library, render."""

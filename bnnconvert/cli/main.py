@@ -1,0 +1,67 @@
+"""Entry point: registers the commands, maps errors to one line and an exit code.
+
+Importing this module must not import TensorFlow, so ``bnnconvert --help``
+is instant; the command modules import the library inside their functions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from bnnconvert.cli import export_cmd
+from bnnconvert.cli.output import error
+from bnnconvert.errors import BnnConvertError
+
+app = typer.Typer(
+    name="bnnconvert",
+    help="Export trained Larq BNNs to bitpacked LCE flatbuffers, prove parity, benchmark on devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _global(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's own logs."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    from bnnconvert import _tf
+
+    _tf.set_verbose(verbose)
+    if debug:
+        os.environ["BNNCONVERT_DEBUG"] = "1"
+
+
+app.command("export")(export_cmd.export)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI; return (and exit with) the process exit code."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="bnnconvert", standalone_mode=False)
+        code = 0
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except click.exceptions.Abort:
+        error("interrupted")
+        code = 130
+    except KeyboardInterrupt:
+        error("interrupted; no partial output was left behind")
+        code = 130
+    except BnnConvertError as e:
+        if os.environ.get("BNNCONVERT_DEBUG"):
+            raise
+        error(str(e))
+        code = e.exit_code
+    if argv is None:
+        sys.exit(code)
+    return code

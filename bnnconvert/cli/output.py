@@ -1,0 +1,46 @@
+"""One place that decides where and how command output goes.
+
+Data goes to stdout (a table for people, JSON with ``--json``); errors,
+hints and progress go to stderr. Progress bars appear only on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as indented JSON to stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def error(message: str) -> None:
+    """One line on stderr: ``error: ...``."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+
+
+def note(message: str) -> None:
+    """A hint or status line on stderr."""
+    stderr.print(message, highlight=False)
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Any]:
+    """A spinner with named steps on a terminal; silent otherwise.
+
+    Yields a callable ``step(text)`` that updates the description.
+    """
+    if not stderr.is_terminal:
+        yield lambda text: None
+        return
+    with stderr.status(description) as status:
+        yield lambda text: status.update(text)
