@@ -51,10 +51,9 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def _check_keras2(tf: ModuleType) -> None:
-    version = getattr(tf.keras, "__version__", "")
-    if not version.startswith("2."):
+    if not tf.keras.layers.Layer.__module__.startswith("tf_keras"):
         raise EnvironmentProblem(
-            f"TensorFlow was imported with Keras {version or '3'} before bnnconvert; "
+            "TensorFlow was imported with Keras 3 before bnnconvert; "
             "Larq needs Keras 2: set TF_USE_LEGACY_KERAS=1 before importing TensorFlow "
             "(or import bnnconvert first)"
         )
