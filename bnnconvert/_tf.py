@@ -28,7 +28,7 @@ def set_verbose(verbose: bool) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_native() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null while native code logs at import.
 
     TensorFlow's C++ side prints oneDNN and CUDA notes before its log level
@@ -66,7 +66,7 @@ def tensorflow() -> ModuleType:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
         if not _verbose:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with _quiet_stderr():
+        with quiet_native():
             import tensorflow as tf  # noqa: PLC0415
         if not _verbose:
             tf.get_logger().setLevel(logging.ERROR)
@@ -91,7 +91,7 @@ def keras() -> ModuleType:
 def larq() -> ModuleType:
     """Return ``larq``, imported after TensorFlow is set up."""
     tensorflow()
-    with _quiet_stderr():
+    with quiet_native():
         import larq  # noqa: PLC0415
     return larq
 
@@ -99,7 +99,7 @@ def larq() -> ModuleType:
 def lce() -> ModuleType:
     """Return ``larq_compute_engine``, imported after TensorFlow is set up."""
     tensorflow()
-    with _quiet_stderr():
+    with quiet_native():
         import larq_compute_engine  # noqa: PLC0415
     return larq_compute_engine
 
@@ -113,7 +113,7 @@ def lce_interpreter(
     use_xnnpack: bool = False,
 ) -> object:
     """Build LCE's Python interpreter for ``flatbuffer`` (x86_64 wheel)."""
-    with _quiet_stderr():
+    with quiet_native():
         from larq_compute_engine.tflite.python.interpreter import (  # noqa: PLC0415
             Interpreter,
         )

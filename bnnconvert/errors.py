@@ -42,3 +42,7 @@ class CheckFailed(BnnConvertError):
     """A check the user asked for ran and failed (parity, ``--strict``)."""
 
     exit_code = 1
+
+
+class OutputProblem(BnnConvertError):
+    """An output file could not be written (permissions, disk full)."""

@@ -51,7 +51,10 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / "model.tmp.keras"
-    model.save(tmp)
+    # Save an uncompiled copy: the checkpoint carries weights, not optimizer state.
+    deployable = keras.models.clone_model(model)
+    deployable.set_weights(model.get_weights())
+    deployable.save(tmp)
     write_bytes(args.out / "model.keras", tmp.read_bytes())
     tmp.unlink()
     with (args.out / "test_split.npz").open("wb") as f:

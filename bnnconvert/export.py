@@ -1,0 +1,182 @@
+"""``export``: checkpoint -> LCE flatbuffer + report, written atomically.
+
+Example:
+    >>> from bnnconvert.export import export
+    >>> result = export("models/digits", target="arm64", output_dir="out/digits")
+    >>> result.model_path
+    PosixPath('out/digits/model.tflite')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from bnnconvert import __version__, _tf, checkpoint, convert, ir, targets
+from bnnconvert.atomic import write_text, write_bytes
+from bnnconvert.errors import OutputProblem
+
+MODEL_NAME = "model.tflite"
+REPORT_NAME = "export.json"
+_VERSIONED = ("tensorflow", "tf-keras", "larq", "larq-compute-engine", "flatbuffers", "numpy")
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    """What ``export`` wrote and measured; ``to_dict()`` is ``export.json``."""
+
+    model_path: Path
+    report_path: Path
+    target: targets.Target
+    checkpoint: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    op_counts: dict[str, int]
+    model_bytes: int
+    sha256: str
+    conversion_seconds: float
+    total_seconds: float
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bnnconvert_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "model": str(self.model_path),
+            "target": self.target.to_dict(),
+            "checkpoint": self.checkpoint,
+            "signature": {"inputs": self.inputs, "outputs": self.outputs},
+            "op_counts": self.op_counts,
+            "sizes": {"model_bytes": self.model_bytes},
+            "sha256": self.sha256,
+            "timings": {
+                "conversion_seconds": round(self.conversion_seconds, 3),
+                "total_seconds": round(self.total_seconds, 3),
+            },
+            "versions": self.versions,
+            **self.extra,
+        }
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the stack, for reports."""
+    versions = {"bnnconvert": __version__, "python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def default_output_dir(ckpt: Path, target_name: str) -> Path:
+    """``exports/<checkpoint name>-<target>`` in the working directory."""
+    stem = ckpt.stem if ckpt.is_file() else ckpt.resolve().name
+    return Path("exports") / f"{stem}-{target_name}"
+
+
+def _signature(model: ir.Model, which: str) -> list[dict[str, Any]]:
+    graph = model.subgraphs[0]
+    indices = graph.inputs if which == "inputs" else graph.outputs
+    return [
+        {
+            "name": graph.tensors[i].name,
+            "shape": list(graph.tensors[i].shape),
+            "dtype": graph.tensors[i].dtype,
+        }
+        for i in indices
+    ]
+
+
+def op_histogram(model: ir.Model) -> dict[str, int]:
+    """Operator type -> count over all subgraphs, most frequent first."""
+    counts = Counter(op.opcode for graph in model.subgraphs for op in graph.operators)
+    return dict(counts.most_common())
+
+
+def export(
+    ckpt: str | Path,
+    *,
+    target: str = "arm64",
+    output_dir: str | Path | None = None,
+    input_shape: Sequence[int] | None = None,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    step: Step | None = None,
+) -> ExportResult:
+    """Convert the checkpoint at ``ckpt`` and write ``model.tflite`` + ``export.json``.
+
+    Arguments:
+        ckpt: any checkpoint form :func:`bnnconvert.checkpoint.load` accepts.
+        target: one of :data:`bnnconvert.targets.TARGETS`.
+        output_dir: where to write; default ``exports/<name>-<target>``.
+        input_shape: ``(H, W, C)`` to convert for (rebuilds the model if needed).
+        arch: architecture for weights-only checkpoints.
+        num_classes: classes for ``arch`` (default: from the weights).
+        step: called with a short description as each slow step starts.
+
+    Returns:
+        An :class:`ExportResult`; its files are complete on disk.
+
+    Raises:
+        BnnConvertError: a one-line problem (bad checkpoint, conversion, output).
+    """
+    import time
+
+    started = time.perf_counter()
+    say = step or (lambda text: None)
+    preset = targets.target(target)
+    ckpt = Path(ckpt)
+    out = Path(output_dir) if output_dir is not None else default_output_dir(ckpt, preset.name)
+
+    say("Loading checkpoint")
+    loaded = checkpoint.load(ckpt, arch=arch, input_shape=input_shape, num_classes=num_classes)
+    keras_model = convert.with_input_shape(loaded.model, input_shape)
+
+    say(f"Converting with LCE ({preset.lce_target} back end)")
+    with _tf.quiet_native():
+        flatbuffer, conversion_seconds = convert.convert(keras_model, preset)
+    graph = ir.read(flatbuffer)
+
+    say("Writing")
+    digest = hashlib.sha256(flatbuffer).hexdigest()
+    result = ExportResult(
+        model_path=out / MODEL_NAME,
+        report_path=out / REPORT_NAME,
+        target=preset,
+        checkpoint=loaded.describe(),
+        inputs=_signature(graph, "inputs"),
+        outputs=_signature(graph, "outputs"),
+        op_counts=op_histogram(graph),
+        model_bytes=len(flatbuffer),
+        sha256=digest,
+        conversion_seconds=conversion_seconds,
+        total_seconds=0.0,
+        versions=tool_versions(),
+    )
+    result.total_seconds = time.perf_counter() - started
+    _write_outputs(out, flatbuffer, result)
+    return result
+
+
+def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
+    """Model first, then its report; each replaced only by a complete file."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(f".{MODEL_NAME}.*.tmp"):
+            stale.unlink()
+        write_bytes(result.model_path, flatbuffer)
+        write_text(result.report_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    except OSError as e:
+        raise OutputProblem(f"could not write to {out}: {e.strerror or e}; free space or pick -o") from e
