@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from bnnconvert.cli import export_cmd
@@ -41,19 +40,12 @@ app.command("export")(export_cmd.export)
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI; return (and exit with) the process exit code."""
-    command = typer.main.get_command(app)
+    """Run the CLI; return the exit code (and exit with it when ``argv`` is None)."""
     try:
-        command.main(args=argv, prog_name="bnnconvert", standalone_mode=False)
+        app(args=argv, prog_name="bnnconvert")
         code = 0
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.ClickException as e:
-        e.show()
-        code = e.exit_code
-    except click.exceptions.Abort:
-        error("interrupted")
-        code = 130
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
         error("interrupted; no partial output was left behind")
         code = 130
