@@ -60,7 +60,9 @@ def decode_custom_options(raw: bytes) -> dict[str, Scalar] | None:
             else:
                 return None
         return out
-    except (struct.error, ValueError, IndexError, OverflowError, RecursionError):
+    # What flexbuffers' reader raises on bytes that are not what they claim;
+    # KeyError: a zero-length slice looked up in its byte-width table.
+    except (struct.error, ValueError, IndexError, KeyError, OverflowError, RecursionError):
         return None
 
 

@@ -49,6 +49,25 @@ _BUDGET_FACTOR = 4  # bytes of decoded content allowed per byte of file (aliasin
 _BUDGET_SLACK = 1 << 16
 
 
+def _corrupt(what: str) -> FlatbufferProblem:
+    return FlatbufferProblem(
+        f"corrupt TFLite flatbuffer: {what}; re-export the model or copy the file again"
+    )
+
+
+def _describe(e: Exception, size: int) -> str:
+    """What a runtime decoding error means for the file, in words."""
+    if isinstance(e, struct.error):
+        return f"an offset points past the end of the {size}-byte file (truncated?)"
+    if isinstance(e, UnicodeDecodeError):
+        return "a string is not valid UTF-8"
+    if str(e).startswith("bad number"):
+        return "an offset points before the start of the file"
+    if str(e).startswith("buffer is smaller than requested size"):
+        return f"a vector runs past the end of the {size}-byte file (truncated?)"
+    return f"{type(e).__name__}: {e}"
+
+
 class _Decoder:
     """Walks one flatbuffer with bounds checks; ``where`` names the current table."""
 
@@ -59,7 +78,7 @@ class _Decoder:
         self.where = "model header"
 
     def fail(self, what: str) -> FlatbufferProblem:
-        return FlatbufferProblem(f"corrupt TFLite flatbuffer: {what} ({self.where})")
+        return _corrupt(f"{what} ({self.where})")
 
     def charge(self, n: int) -> None:
         self.budget -= n
@@ -119,6 +138,7 @@ def _decode_model(d: _Decoder) -> tuple[Model, list[tuple[str, int]]]:
     opcodes = [_decode_opcode(d, root.OperatorCodes(i)) for i in
                range(d.count(root.OperatorCodesLength(), "operator codes"))]  # fmt: skip
 
+    d.where = "buffers"
     n_buffers = d.count(root.BuffersLength(), "buffers")
     for i in range(n_buffers):
         d.where = f"buffer {i}"
@@ -128,16 +148,19 @@ def _decode_model(d: _Decoder) -> tuple[Model, list[tuple[str, int]]]:
             data = d.external(buffer.Offset(), buffer.Size())
         model.buffers.append(data or b"")
 
+    d.where = "subgraphs"
     for i in range(d.count(root.SubgraphsLength(), "subgraphs")):
         d.where = f"subgraph {i}"
         model.subgraphs.append(_decode_subgraph(d, root.Subgraphs(i), opcodes, i))
 
     metadata = []
+    d.where = "metadata"
     for i in range(d.count(root.MetadataLength(), "metadata entries")):
         d.where = f"metadata entry {i}"
         entry = root.Metadata(i)
         metadata.append((d.text(entry.Name()), entry.Buffer()))
 
+    d.where = "signature defs"
     for i in range(d.count(root.SignatureDefsLength(), "signature defs")):
         d.where = f"signature def {i}"
         sig = root.SignatureDefs(i)
@@ -283,21 +306,15 @@ def _decode_options(
 def _check_indices(model: Model, metadata: list[tuple[str, int]]) -> None:
     n_sub, n_buf = len(model.subgraphs), len(model.buffers)
     if not n_sub:
-        raise FlatbufferProblem("corrupt TFLite flatbuffer: the model has no subgraphs")
+        raise _corrupt("the model has no subgraphs")
     for name, b in metadata:
         if b >= n_buf:
-            raise FlatbufferProblem(
-                f"corrupt TFLite flatbuffer: metadata {name!r} names buffer {b}, "
-                f"but there are {n_buf} buffers"
-            )
+            raise _corrupt(f"metadata {name!r} names buffer {b}, but there are {n_buf} buffers")
     for s, graph in enumerate(model.subgraphs):
         n_t = len(graph.tensors)
 
         def bad(what: str, value: int, limit: int, s: int = s) -> FlatbufferProblem:
-            return FlatbufferProblem(
-                f"corrupt TFLite flatbuffer: {what} is {value}, out of range 0..{limit - 1} "
-                f"(subgraph {s})"
-            )
+            return _corrupt(f"{what} is {value}, out of range 0..{limit - 1} (subgraph {s})")
 
         for t_index, tensor in enumerate(graph.tensors):
             if tensor.buffer >= n_buf:
@@ -319,16 +336,14 @@ def _check_indices(model: Model, metadata: list[tuple[str, int]]) -> None:
                     raise bad(f"{key} of operator {o}", value, n_sub)
     for sig in model.signature_defs:
         if not 0 <= sig.subgraph_index < n_sub:
-            raise FlatbufferProblem(
-                f"corrupt TFLite flatbuffer: signature {sig.key!r} names subgraph "
-                f"{sig.subgraph_index}, but there are {n_sub}"
+            raise _corrupt(
+                f"signature {sig.key!r} names subgraph {sig.subgraph_index}, but there are {n_sub}"
             )
         n_t = len(model.subgraphs[sig.subgraph_index].tensors)
         for t in [*sig.inputs.values(), *sig.outputs.values()]:
             if not 0 <= t < n_t:
-                raise FlatbufferProblem(
-                    f"corrupt TFLite flatbuffer: signature {sig.key!r} names tensor {t}, "
-                    f"but its subgraph has {n_t}"
+                raise _corrupt(
+                    f"signature {sig.key!r} names tensor {t}, but its subgraph has {n_t}"
                 )
 
 
@@ -336,9 +351,8 @@ def _check_data_sizes(model: Model) -> None:
     for s, graph in enumerate(model.subgraphs):
         for t_index, tensor in enumerate(graph.tensors):
             if any(dim < -1 for dim in tensor.shape):
-                raise FlatbufferProblem(
-                    f"corrupt TFLite flatbuffer: tensor {t_index} ({tensor.name!r}, subgraph {s}) "
-                    f"has shape {tensor.shape}"
+                raise _corrupt(
+                    f"tensor {t_index} ({tensor.name!r}, subgraph {s}) has shape {tensor.shape}"
                 )
             data = model.buffers[tensor.buffer]
             if not data or (tensor.dtype not in ITEMSIZE and tensor.dtype != "int4"):
@@ -346,8 +360,8 @@ def _check_data_sizes(model: Model) -> None:
             n = tensor.num_elements
             expected = (n + 1) // 2 if tensor.dtype == "int4" else n * ITEMSIZE[tensor.dtype]
             if min(tensor.shape, default=0) < 0 or expected != len(data):
-                raise FlatbufferProblem(
-                    f"corrupt TFLite flatbuffer: tensor {t_index} ({tensor.name!r}, subgraph {s}) "
+                raise _corrupt(
+                    f"tensor {t_index} ({tensor.name!r}, subgraph {s}) "
                     f"has shape {tensor.shape} {tensor.dtype} = {expected} bytes, but its "
                     f"buffer {tensor.buffer} holds {len(data)} bytes"
                 )
@@ -359,9 +373,8 @@ def _check_acyclic(model: Model) -> None:
         for o, op in enumerate(graph.operators):
             for t in op.outputs:
                 if t in producer:
-                    raise FlatbufferProblem(
-                        f"corrupt TFLite flatbuffer: tensor {t} of subgraph {s} is written by "
-                        f"operators {producer[t]} and {o}"
+                    raise _corrupt(
+                        f"tensor {t} of subgraph {s} is written by operators {producer[t]} and {o}"
                     )
                 producer[t] = o
         # Kahn's algorithm over op -> op edges through tensors.
@@ -383,8 +396,8 @@ def _check_acyclic(model: Model) -> None:
                     ready.append(user)
         if done != n:
             stuck = next(o for o in range(n) if indegree[o])
-            raise FlatbufferProblem(
-                f"corrupt TFLite flatbuffer: the operators of subgraph {s} form a cycle "
+            raise _corrupt(
+                f"the operators of subgraph {s} form a cycle "
                 f"(through operator {stuck}, {graph.operators[stuck].opcode})"
             )
 
@@ -424,13 +437,15 @@ def read(data: bytes) -> Model:
         )
     decoder = _Decoder(data)
     try:
-        model, metadata = _decode_model(decoder)
+        try:
+            model, metadata = _decode_model(decoder)
+        except TypeError as e:
+            # flatbuffers' enforce_number() rejects an offset that came out negative.
+            if not str(e).startswith("bad number"):
+                raise
+            raise ValueError(str(e)) from e
     except _DECODE_ERRORS as e:
-        reason = "truncated or corrupt" if isinstance(e, struct.error) else "corrupt"
-        raise FlatbufferProblem(
-            f"{reason} TFLite flatbuffer: could not decode {decoder.where} "
-            f"({type(e).__name__}: {e})"
-        ) from e
+        raise _corrupt(f"{_describe(e, len(data))} (in {decoder.where})") from e
     _check_indices(model, metadata)
     _check_data_sizes(model)
     _check_acyclic(model)
