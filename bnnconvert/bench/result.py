@@ -1,0 +1,195 @@
+"""What a benchmark produces: configurations, measurements, the result as data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bnnconvert.bench.benchmark_output import BenchmarkModelOutput, OpTypeRow
+from bnnconvert.bench.stats import LatencyStats
+from bnnconvert.devices.base import DeviceInfo
+
+
+@dataclass(frozen=True)
+class InterpreterConfig:
+    """One way to run a model: thread count and LCE's kernel choices.
+
+    ``xnnpack=None`` means the benchmark binary's own default (devices only).
+    """
+
+    threads: int = 1
+    indirect_bgemm: bool = False
+    xnnpack: bool | None = False
+
+    @property
+    def label(self) -> str:
+        parts = [f"{self.threads} thread" + ("s" if self.threads != 1 else "")]
+        parts.append("indirect bgemm" if self.indirect_bgemm else "default bgemm")
+        if self.xnnpack is not None:
+            parts.append("xnnpack" if self.xnnpack else "no xnnpack")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "label": self.label}
+
+
+# What LCE's Python Interpreter uses when given no options.
+LCE_DEFAULT = InterpreterConfig(threads=1, indirect_bgemm=False, xnnpack=False)
+
+
+@dataclass
+class ModelFile:
+    """A benchmarked model file, identified by content."""
+
+    path: str
+    name: str
+    sha256: str
+    size_bytes: int
+
+
+@dataclass
+class Measurement:
+    """All timings of one model in one configuration (microseconds).
+
+    With the Python runner each sample is one inference; with
+    ``lce_benchmark_model`` (which prints no per-run times) each sample is the
+    mean of ``runs_per_sample`` inferences of one invocation.
+    """
+
+    model: int
+    config: InterpreterConfig
+    samples_us: list[float] = field(default_factory=list)
+    runs_per_sample: int = 1
+    init_us: float | None = None
+    first_us: float | None = None
+    warmup_us: list[float] = field(default_factory=list)
+    tool_runs: list[BenchmarkModelOutput] = field(default_factory=list)
+
+    @property
+    def stats(self) -> LatencyStats | None:
+        return LatencyStats.of(self.samples_us) if self.samples_us else None
+
+    @property
+    def op_types(self) -> list[OpTypeRow]:
+        """Per-node-type times averaged over every profiled invocation, slowest first."""
+        runs = [r.op_types for r in self.tool_runs if r.op_types]
+        if not runs:
+            return []
+        totals: dict[str, list[float]] = {}
+        for rows in runs:
+            for row in rows:
+                entry = totals.setdefault(row.node_type, [0.0, 0.0, float(row.count)])
+                entry[0] += row.avg_ms / len(runs)
+                entry[1] += row.percent / len(runs)
+        rows = [OpTypeRow(k, int(v[2]), v[0], v[1]) for k, v in totals.items()]
+        return sorted(rows, key=lambda r: -r.avg_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "model": self.model,
+            "config": self.config.to_dict(),
+            "stats": stats.to_dict() if stats else None,
+            "samples_us": self.samples_us,
+            "runs_per_sample": self.runs_per_sample,
+            "init_us": self.init_us,
+            "first_us": self.first_us,
+            "warmup_us": self.warmup_us,
+            "op_types": [asdict(r) for r in self.op_types],
+            "tool_runs": [r.to_dict() for r in self.tool_runs],
+        }
+
+
+@dataclass
+class BenchResult:
+    """Everything one ``bench`` call measured, complete or cut short."""
+
+    device: DeviceInfo
+    method: str  # "python-runner" or "lce_benchmark_model"
+    models: list[ModelFile]
+    configs: list[InterpreterConfig]
+    measurements: list[Measurement]
+    warmup: int
+    runs: int | None
+    autotune: bool
+    op_profiling: bool
+    tools: dict[str, str | None]
+    started_at: str
+    finished_at: str | None = None
+    stop_reason: str | None = None
+    problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.problem is None
+
+    def of_model(self, model: int) -> list[Measurement]:
+        return [m for m in self.measurements if m.model == model and m.samples_us]
+
+    def get(self, model: int, config: InterpreterConfig) -> Measurement | None:
+        return next((m for m in self.of_model(model) if m.config == config), None)
+
+    def fastest(self, model: int) -> Measurement | None:
+        """The configuration with the lowest median for ``model``."""
+        measured = self.of_model(model)
+        return min(measured, key=lambda m: m.stats.median_us) if measured else None  # type: ignore[union-attr]
+
+    def baseline(self, model: int) -> Measurement | None:
+        """LCE's default configuration if measured, else the first configuration."""
+        return self.get(model, LCE_DEFAULT) or next(iter(self.of_model(model)), None)
+
+    def ratio_to_first_model(self, m: Measurement) -> float | None:
+        """median(m) / median(first model, same configuration)."""
+        ref = self.get(0, m.config)
+        if ref is None or m.stats is None or ref.stats is None:
+            return None
+        return m.stats.median_us / ref.stats.median_us
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per model: fastest configuration, baseline, speedup, ratio to the first model."""
+        rows = []
+        best0 = self.fastest(0)
+        for i, model in enumerate(self.models):
+            best, base = self.fastest(i), self.baseline(i)
+            if best is None or base is None:
+                rows.append({"model": model.name, "measured": False})
+                continue
+            b, d = best.stats, base.stats
+            assert b is not None and d is not None
+            rows.append(
+                {
+                    "model": model.name,
+                    "measured": True,
+                    "fastest_config": best.config.label,
+                    "fastest_median_us": b.median_us,
+                    "baseline_config": base.config.label,
+                    "baseline_median_us": d.median_us,
+                    "speedup_vs_baseline": d.median_us / b.median_us,
+                    "fastest_vs_first_model_fastest": (
+                        b.median_us / best0.stats.median_us if best0 and best0.stats else None
+                    ),
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "complete": self.complete,
+            "problem": self.problem,
+            "notes": self.notes,
+            "device": self.device.to_dict(),
+            "method": self.method,
+            "models": [asdict(m) for m in self.models],
+            "configs": [c.to_dict() for c in self.configs],
+            "warmup": self.warmup,
+            "runs": self.runs,
+            "autotune": self.autotune,
+            "op_profiling": self.op_profiling,
+            "tools": self.tools,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "stop_reason": self.stop_reason,
+            "summary": self.summary(),
+            "measurements": [m.to_dict() for m in self.measurements],
+        }
