@@ -1,0 +1,306 @@
+"""Model metadata: what an app needs to run an exported model, inside the model file.
+
+Two entries go into the flatbuffer's ``metadata`` table (``docs/metadata.md``
+describes both field by field):
+
+- ``bnnconvert``: UTF-8 JSON, complete and simple to parse: model name and
+  version, input tensor and layout, preprocessing (:mod:`bnnconvert.preprocessing`),
+  output tensor, the label list, and the producing bnnconvert version and target.
+  bnnconvert's own tools and the Android demo read this one.
+- ``TFLITE_METADATA``: the standard ``ModelMetadata`` flatbuffer
+  (:mod:`bnnconvert.tflite_metadata`) with the same name, version, normalisation
+  and a ``labels.txt`` associated file (zipped onto the end of the model file),
+  so TFLite's own tools can describe and use the model too. It cannot say
+  "BGR" or how to crop, so it is a courtesy copy; the JSON is authoritative.
+
+Example:
+    >>> flatbuffer = embed_metadata(
+    ...     flatbuffer, name="digits", target="arm64",
+    ...     labels=load_labels(Path("labels.txt")),
+    ...     preprocessing=parse_preprocessing("digits"),
+    ... )  # doctest: +SKIP
+    >>> read_metadata(flatbuffer)["labels"][:2]  # doctest: +SKIP
+    ['0', '1']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bnnconvert import __version__, ir, tflite_metadata
+from bnnconvert.errors import FlatbufferProblem, UsageProblem
+from bnnconvert.preprocessing import PreprocessingSpec
+
+NAME = "bnnconvert"
+"""Name of the Model ``metadata`` entry holding bnnconvert's JSON."""
+SCHEMA_VERSION = 1
+"""Bumped when a reader of the previous version would misread the JSON."""
+LABEL_FILE = "labels.txt"
+
+
+def load_labels(path: Path) -> list[str]:
+    """Read a label file: UTF-8, one label per line, in class-index order.
+
+    Trailing whitespace of each line and blank lines at the end are ignored.
+
+    Raises:
+        UsageProblem: the file is missing, not UTF-8, empty, or has a blank line
+            between labels.
+    """
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError as e:
+        raise UsageProblem(
+            f"Expected a label file at {path}, found none; give --labels a text file "
+            "with one label per line"
+        ) from e
+    except OSError as e:
+        raise UsageProblem(f"Could not read the label file {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise UsageProblem(
+            f"Expected a UTF-8 label file, got undecodable bytes at offset {e.start} of {path}; "
+            "save it as UTF-8"
+        ) from e
+    lines = [line.rstrip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise UsageProblem(
+            f"Expected one label per line in {path}, got an empty file; "
+            "write the class names in class-index order"
+        )
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            raise UsageProblem(
+                f"Expected a label on every line of {path}, got a blank line {number}; "
+                "remove it or name that class"
+            )
+    return lines
+
+
+def build_metadata(
+    model: ir.Model,
+    *,
+    name: str,
+    target: str,
+    labels: Sequence[str] | None = None,
+    preprocessing: PreprocessingSpec | None = None,
+    version: str = "1",
+    description: str = "",
+    author: str = "",
+) -> dict[str, Any]:
+    """The ``bnnconvert`` JSON for ``model``, checked against its input and output.
+
+    Raises:
+        UsageProblem: the labels or preprocessing do not fit the model's tensors.
+    """
+    graph = model.subgraphs[0]
+    if len(graph.inputs) != 1 or not graph.outputs:
+        raise UsageProblem(
+            f"Expected a model with one input and at least one output, got "
+            f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
+            "metadata describes single-image classifiers"
+        )
+    input_info = _input_info(graph, graph.inputs[0])
+    if preprocessing is not None:
+        _check_image_input(input_info, preprocessing)
+    output_index = graph.outputs[0]
+    output = graph.tensors[output_index]
+    classes = int(output.shape[-1]) if output.shape else 1
+    if labels is not None:
+        labels = list(labels)
+        if len(labels) != classes:
+            raise UsageProblem(
+                f"Expected {classes} labels (the model's output {output.name!r} has {classes} "
+                f"classes), got {len(labels)}; give one label per class, in class-index order"
+            )
+    producer = ir.producer(graph, output_index)
+    scores = (
+        "probabilities"
+        if producer is not None and graph.operators[producer].opcode == "SOFTMAX"
+        else "logits"
+    )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": {"name": name, "version": version, "description": description, "author": author},
+        "producer": {"name": "bnnconvert", "version": __version__, "target": target},
+        "input": input_info,
+        "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
+        "output": {
+            "index": 0,
+            "tensor": output.name,
+            "shape": list(output.shape),
+            "dtype": output.dtype,
+            "classes": classes,
+            "scores": scores,
+        },
+        "labels": labels,
+    }
+
+
+def _input_info(graph: ir.Subgraph, tensor_index: int) -> dict[str, Any]:
+    tensor = graph.tensors[tensor_index]
+    info: dict[str, Any] = {
+        "index": 0,
+        "tensor": tensor.name,
+        "shape": list(tensor.shape),
+        "dtype": tensor.dtype,
+    }
+    if len(tensor.shape) == 4:
+        _, height, width, channels = tensor.shape
+        info.update(layout="NHWC", height=height, width=width, channels=channels)
+    return info
+
+
+def _check_image_input(info: dict[str, Any], spec: PreprocessingSpec) -> None:
+    shape, dtype = info["shape"], info["dtype"]
+    if len(shape) != 4 or shape[0] not in (1, -1) or dtype != "float32":
+        raise UsageProblem(
+            f"Expected a float32 image input of shape [1, H, W, C] for --preprocessing, got "
+            f"{dtype} {shape}; export the model with a float input, or leave out --preprocessing"
+        )
+    if info["channels"] != spec.channels:
+        hint = "order=gray" if info["channels"] == 1 else "order=rgb or order=bgr"
+        raise UsageProblem(
+            f"Expected preprocessing for {info['channels']} input channel(s), got "
+            f"order={spec.color} ({spec.channels} channel(s)); use {hint}"
+        )
+
+
+def standard_metadata(metadata: dict[str, Any]) -> tflite_metadata.ModelInfo:
+    """The TFLite ``ModelMetadata`` view of a ``bnnconvert`` JSON dict."""
+    model = metadata["model"]
+    image = tflite_metadata.TensorInfo(name="image", description="Input image")
+    spec_dict = metadata.get("preprocessing")
+    if spec_dict is not None:
+        spec = PreprocessingSpec.from_dict(spec_dict)
+        mean, std = spec.per_channel()
+        low, high = spec.value_range()
+        image = tflite_metadata.TensorInfo(
+            name="image",
+            description=f"Input image, {metadata['input']['height']}x{metadata['input']['width']}"
+            f" {spec.color}; crop and resize as in the bnnconvert metadata.",
+            image_color_space=spec.color if spec.color in ("rgb", "gray") else "unknown",
+            # TFLite normalises 0..255 pixels: (p - mean) / std.
+            mean=[m * spec.scale for m in mean],
+            std=[s * spec.scale for s in std],
+            stats_min=list(low),
+            stats_max=list(high),
+        )
+    output = metadata["output"]
+    probabilities = output["scores"] == "probabilities"
+    scores = tflite_metadata.TensorInfo(
+        name="probability" if probabilities else "logits",
+        description=f"Scores of the {output['classes']} classes ({output['scores']}).",
+        stats_min=[0.0] if probabilities else None,
+        stats_max=[1.0] if probabilities else None,
+        label_file=LABEL_FILE if metadata.get("labels") else None,
+    )
+    return tflite_metadata.ModelInfo(
+        name=model["name"],
+        description=model["description"],
+        version=model["version"],
+        author=model["author"],
+        inputs=[image],
+        outputs=[scores],
+    )
+
+
+def embed_metadata(
+    flatbuffer: bytes,
+    *,
+    name: str,
+    target: str,
+    labels: Sequence[str] | None = None,
+    preprocessing: PreprocessingSpec | None = None,
+    version: str = "1",
+    description: str = "",
+    author: str = "",
+) -> bytes:
+    """Return ``flatbuffer`` with both metadata entries (and ``labels.txt``) added.
+
+    Existing ``bnnconvert`` / ``TFLITE_METADATA`` entries are replaced; other
+    metadata (LCE's ``min_runtime_version`` ...) is kept. Call this last: a
+    labels zip appended here does not survive a later IR read/write (the JSON
+    entries do).
+
+    Arguments:
+        flatbuffer: a TFLite model (the converter's output or a written IR model).
+        name, version, description, author: describe the model.
+        target: the export target name (e.g. ``"arm64"``).
+        labels: class names in class-index order (see :func:`load_labels`).
+        preprocessing: see :func:`bnnconvert.preprocessing.parse_preprocessing`.
+
+    Raises:
+        FlatbufferProblem: ``flatbuffer`` is not a readable TFLite model.
+        UsageProblem: labels or preprocessing do not fit the model.
+    """
+    model = ir.read(flatbuffer)
+    metadata = build_metadata(
+        model,
+        name=name,
+        target=target,
+        labels=labels,
+        preprocessing=preprocessing,
+        version=version,
+        description=description,
+        author=author,
+    )
+    model.metadata[NAME] = json.dumps(metadata, ensure_ascii=False, indent=1).encode("utf-8")
+    model.metadata[tflite_metadata.NAME] = tflite_metadata.write(standard_metadata(metadata))
+    out = ir.write(model)
+    if labels:
+        text = "".join(f"{label}\n" for label in labels).encode("utf-8")
+        out = tflite_metadata.append_associated_files(out, {LABEL_FILE: text})
+    return out
+
+
+def _entries(model: ir.Model | bytes) -> dict[str, bytes]:
+    return (ir.read(model) if isinstance(model, bytes | bytearray) else model).metadata
+
+
+def read_metadata(model: ir.Model | bytes) -> dict[str, Any] | None:
+    """The ``bnnconvert`` metadata of a model as a dict, or None if it has none.
+
+    Raises:
+        FlatbufferProblem: the entry is not JSON, or is from a newer bnnconvert.
+    """
+    data = _entries(model).get(NAME)
+    if data is None:
+        return None
+    try:
+        metadata = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FlatbufferProblem(
+            f"Expected UTF-8 JSON in the model's {NAME!r} metadata, got {len(data)} bytes that "
+            f"do not parse ({e}); re-export the model"
+        ) from e
+    found = metadata.get("schema_version") if isinstance(metadata, dict) else None
+    if not isinstance(found, int) or found > SCHEMA_VERSION:
+        raise FlatbufferProblem(
+            f"Expected bnnconvert metadata schema version <= {SCHEMA_VERSION}, got {found!r}; "
+            "upgrade bnnconvert to read this model"
+        )
+    return metadata
+
+
+def read_tflite_metadata(model: ir.Model | bytes) -> dict[str, Any] | None:
+    """The standard ``TFLITE_METADATA`` entry as a dict, or None if there is none.
+
+    Raises:
+        FlatbufferProblem: the entry is not a ``ModelMetadata`` flatbuffer.
+    """
+    data = _entries(model).get(tflite_metadata.NAME)
+    if data is None:
+        return None
+    try:
+        return asdict(tflite_metadata.read(data))
+    except (ValueError, IndexError, UnicodeDecodeError) as e:
+        raise FlatbufferProblem(
+            f"Expected a TFLite ModelMetadata flatbuffer in {tflite_metadata.NAME!r}, got "
+            f"{len(data)} bytes that do not parse ({e}); re-export the model"
+        ) from e
