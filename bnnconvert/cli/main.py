@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from bnnconvert.cli import export_cmd
+from bnnconvert.cli import bench_cmd, export_cmd, inspect_cmd
 from bnnconvert.cli.output import error
 from bnnconvert.errors import BnnConvertError
 
@@ -37,6 +37,8 @@ def _global(
 
 
 app.command("export")(export_cmd.export)
+app.command("inspect")(inspect_cmd.inspect)
+app.command("bench")(bench_cmd.bench)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -432,8 +432,8 @@ def read(data: bytes) -> Model:
     if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
         head = data[4:8] if len(data) >= 8 else data[:8]
         raise FlatbufferProblem(
-            f"not a TFLite flatbuffer: expected file identifier {FILE_IDENTIFIER!r} at "
-            f"bytes 4..8, found {head!r} in a {len(data)}-byte file"
+            f"not a TFLite flatbuffer: bytes 4..8 of this {len(data)}-byte file are {head!r}, "
+            f"not the identifier {FILE_IDENTIFIER!r}; give a .tflite model file"
         )
     decoder = _Decoder(data)
     try:
