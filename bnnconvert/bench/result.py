@@ -29,6 +29,12 @@ class InterpreterConfig:
             parts.append("xnnpack" if self.xnnpack else "no xnnpack")
         return ", ".join(parts)
 
+    @property
+    def short(self) -> str:
+        """Compact form for narrow tables: ``1T indirect+XNN``."""
+        kernel = "indirect" if self.indirect_bgemm else "default"
+        return f"{self.threads}T {kernel}" + ("+XNN" if self.xnnpack else "")
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "label": self.label}
 
