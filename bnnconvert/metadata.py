@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -299,7 +300,7 @@ def read_tflite_metadata(model: ir.Model | bytes) -> dict[str, Any] | None:
         return None
     try:
         return asdict(tflite_metadata.read(data))
-    except (ValueError, IndexError, UnicodeDecodeError) as e:
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError) as e:
         raise FlatbufferProblem(
             f"Expected a TFLite ModelMetadata flatbuffer in {tflite_metadata.NAME!r}, got "
             f"{len(data)} bytes that do not parse ({e}); re-export the model"

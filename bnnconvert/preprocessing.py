@@ -193,7 +193,8 @@ def parse_preprocessing(text: str) -> PreprocessingSpec:
 
     The value is ``;``-separated: an optional preset name first (one of
     :data:`PRESETS`), then ``key=value`` items that override it. Keys:
-    ``mean`` and ``std`` (one or per-channel comma-separated numbers),
+    ``mean`` and ``std`` (one number, or one per channel in the tensor's channel
+    order; ``order=bgr`` after a preset reverses the preset's values),
     ``scale`` (number), ``resize`` and ``crop`` (pixels of the shorter side,
     together; the kept share is ``crop / resize``), ``order``
     (``rgb``/``bgr``/``gray``), ``fit`` (``crop``/``stretch``).
@@ -248,7 +249,13 @@ def parse_preprocessing(text: str) -> PreprocessingSpec:
     if "scale" in given:
         fields["scale"] = _numbers("scale", given["scale"], single=True)[0]
     if "order" in given:
-        fields["color"] = given["order"].lower()
+        color = given["order"].lower()
+        if fields.get("color") == "rgb" and color == "bgr":
+            # mean= and std= follow the tensor's channels; a preset's are in RGB order.
+            for key in ("mean", "std"):
+                if key not in given:
+                    fields[key] = tuple(reversed(fields[key]))
+        fields["color"] = color
     if "fit" in given:
         fields["fit"] = given["fit"].lower()
     if ("resize" in given) != ("crop" in given):

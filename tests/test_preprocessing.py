@@ -13,7 +13,11 @@ def test_presets_and_overrides():
     spec = parse_preprocessing("imagenet")
     assert spec == PRESETS["imagenet"]
     assert spec.crop_fraction == 0.875
-    assert parse_preprocessing(" imagenet ; order=bgr ").color == "bgr"
+    bgr = parse_preprocessing(" imagenet ; order=bgr ")
+    assert bgr.color == "bgr"
+    assert bgr.mean == (0.406, 0.456, 0.485)  # follows the channels
+    assert bgr.std == (0.225, 0.224, 0.229)
+    assert parse_preprocessing("imagenet;order=bgr;mean=0.1,0.2,0.3").mean == (0.1, 0.2, 0.3)
     custom = parse_preprocessing("mean=0.5,0.4,0.3;std=0.2;scale=255;resize=256;crop=192;fit=crop")
     assert custom.per_channel() == ((0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
     assert custom.crop_fraction == 0.75

@@ -24,15 +24,24 @@ for tool in javac java; do
     fi
 done
 
-build="$(mktemp -d)"
-trap 'rm -rf "$build"' EXIT
+# CORE_BUILD_DIR (optional): keep compiled classes there and reuse them on the next run
+# (tests/test_android_core.py runs the suite several times); otherwise a temporary directory.
+if [[ -n "${CORE_BUILD_DIR:-}" ]]; then
+    build="$CORE_BUILD_DIR"
+else
+    build="$(mktemp -d)"
+    trap 'rm -rf "$build"' EXIT
+fi
 mapfile -t main_sources < <(find "$here/src/main/java" -name '*.java' | sort)
 mapfile -t test_sources < <(find "$here/src/test/java" -name '*.java' | sort)
 
-javac --release 8 -Xlint:all -Xlint:-options -Werror -encoding UTF-8 \
-    -d "$build/main" "${main_sources[@]}"
-javac --release 8 -Xlint:all -Xlint:-options -encoding UTF-8 \
-    -cp "$build/main:$junit:$hamcrest" -d "$build/test" "${test_sources[@]}"
+if [[ ! -f "$build/compiled" ]]; then
+    javac --release 8 -Xlint:all -Xlint:-options -Werror -encoding UTF-8 \
+        -d "$build/main" "${main_sources[@]}"
+    javac --release 8 -Xlint:all -Xlint:-options -encoding UTF-8 \
+        -cp "$build/main:$junit:$hamcrest" -d "$build/test" "${test_sources[@]}"
+    touch "$build/compiled"
+fi
 
 classes=()
 for src in "${test_sources[@]}"; do
