@@ -67,14 +67,14 @@ def tensorflow() -> ModuleType:
         if not _verbose:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with quiet_native():
-            import tensorflow as tf  # noqa: PLC0415
+            import tensorflow as tf
         if not _verbose:
             tf.get_logger().setLevel(logging.ERROR)
             with contextlib.suppress(ImportError):
-                from absl import logging as absl_logging  # noqa: PLC0415
+                from absl import logging as absl_logging
 
                 absl_logging.set_verbosity(absl_logging.ERROR)
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     _check_keras2(tf)
     return tf
@@ -83,7 +83,7 @@ def tensorflow() -> ModuleType:
 def keras() -> ModuleType:
     """Return ``tf_keras`` (the Keras 2 API that Larq builds on)."""
     tensorflow()
-    import tf_keras  # noqa: PLC0415
+    import tf_keras
 
     return tf_keras
 
@@ -92,7 +92,7 @@ def larq() -> ModuleType:
     """Return ``larq``, imported after TensorFlow is set up."""
     tensorflow()
     with quiet_native():
-        import larq  # noqa: PLC0415
+        import larq
     return larq
 
 
@@ -100,7 +100,7 @@ def lce() -> ModuleType:
     """Return ``larq_compute_engine``, imported after TensorFlow is set up."""
     tensorflow()
     with quiet_native():
-        import larq_compute_engine  # noqa: PLC0415
+        import larq_compute_engine
     return larq_compute_engine
 
 
@@ -114,7 +114,7 @@ def lce_interpreter(
 ) -> object:
     """Build LCE's Python interpreter for ``flatbuffer`` (x86_64 wheel)."""
     with quiet_native():
-        from larq_compute_engine.tflite.python.interpreter import (  # noqa: PLC0415
+        from larq_compute_engine.tflite.python.interpreter import (
             Interpreter,
         )
 

@@ -280,8 +280,10 @@ def _h5_num_classes(path: Path) -> int | None:
     import h5py
 
     with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "model_weights" in f else f
-        names = [n.decode() if isinstance(n, bytes) else n for n in root.attrs.get("layer_names", [])]
+        root = f.get("model_weights", f)
+        names = [
+            n.decode() if isinstance(n, bytes) else n for n in root.attrs.get("layer_names", [])
+        ]
         for name in reversed(names):
             group = root[name]
             weight_names = group.attrs.get("weight_names", [])

@@ -41,7 +41,10 @@ def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
     shape = tuple(int(d) for d in shape)
     if shape == current:
         return model
-    if any(c is not None and c != s for c, s in zip(current, shape)) and current[-1] != shape[-1]:
+    if (
+        any(c is not None and c != s for c, s in zip(current, shape, strict=True))
+        and current[-1] != shape[-1]
+    ):
         raise UsageProblem(
             f"Expected --input-shape with {current[-1]} channels like the model, got {shape}"
         )

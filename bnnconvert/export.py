@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bnnconvert import __version__, _tf, checkpoint, convert, ir, targets
-from bnnconvert.atomic import write_text, write_bytes
+from bnnconvert.atomic import write_bytes, write_text
 from bnnconvert.errors import OutputProblem
 
 MODEL_NAME = "model.tflite"
@@ -179,4 +179,6 @@ def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
         write_bytes(result.model_path, flatbuffer)
         write_text(result.report_path, json.dumps(result.to_dict(), indent=2) + "\n")
     except OSError as e:
-        raise OutputProblem(f"could not write to {out}: {e.strerror or e}; free space or pick -o") from e
+        raise OutputProblem(
+            f"could not write to {out}: {e.strerror or e}; free space or pick -o"
+        ) from e

@@ -134,7 +134,9 @@ def build_binary_densenet(
         x = keras.layers.Activation("relu", name="stem_relu")(x)
         x = keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
 
-    for block, (depth, dilation) in enumerate(zip(spec.layers, spec.dilations), start=1):
+    for block, (depth, dilation) in enumerate(
+        zip(spec.layers, spec.dilations, strict=True), start=1
+    ):
         for layer in range(1, depth + 1):
             prefix = f"block{block}_layer{layer}"
             y = _batch_norm(f"{prefix}_bn")(x)
@@ -171,9 +173,7 @@ def architecture(name: str) -> BinaryDenseNetSpec:
     for candidate, spec in SPECS.items():
         if candidate.replace("_", "") == key:
             return spec
-    raise UsageProblem(
-        f"Expected an architecture among {', '.join(SPECS)}, got {name!r}"
-    )
+    raise UsageProblem(f"Expected an architecture among {', '.join(SPECS)}, got {name!r}")
 
 
 def binary_densenet(

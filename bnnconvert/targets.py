@@ -55,8 +55,9 @@ TARGETS: dict[str, Target] = {
         Target(
             "xcore",
             "xcore",
-            "XMOS xcore.ai through LCE's xcore back end, for further conversion with "
-            "XMOS's own tools; LCE's interpreter can still run it.",
+            "XMOS xcore.ai through LCE's xcore back end: binary convs stay as "
+            "LceQuantize -> LceDequantize -> float CONV_2D for XMOS's own tools to lower; "
+            "larger, and not meant for LCE runtimes (LCE's interpreter still runs it).",
             {"use_indirect_bgemm": False, "use_xnnpack": False, "abi": "xcore"},
         ),
     )

@@ -49,8 +49,7 @@ def randomize_batchnorm(model, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            n = gamma.shape[0]
+            n = layer.get_weights()[0].shape[0]
             sign = rng.choice([-1.0, 1.0], size=n, p=[0.2, 0.8])
             layer.set_weights(
                 [

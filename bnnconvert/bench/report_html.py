@@ -70,7 +70,7 @@ def distribution_svg(result: BenchResult, model: int) -> str:
     else:
         pad = (hi - lo) * 0.08 or hi * 0.05
         lo, hi = max(0.0, lo - pad), hi + pad
-    left, right, row_h, top = 250, 130, 30, 14
+    left, right, row_h, top = 310, 130, 30, 14
     width = 1040
     plot_w = width - left - right
     height = top + row_h * len(measured) + 40

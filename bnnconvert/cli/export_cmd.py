@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -10,25 +11,29 @@ from bnnconvert.cli import output
 
 
 def export(
-    ckpt: Path = typer.Argument(
-        ..., help="Checkpoint: SavedModel dir, .keras/.h5 file, or TF checkpoint dir."
-    ),
-    target: str = typer.Option(
-        "arm64", "--target", "-t", help="arm64, armv7, x86_64 or xcore (see README)."
-    ),
-    out: Path | None = typer.Option(
-        None, "--output", "-o", help="Output directory [default: exports/<name>-<target>]."
-    ),
-    input_shape: str | None = typer.Option(
-        None, "--input-shape", help="H,W,C to convert for, e.g. 224,224,3."
-    ),
-    arch: str | None = typer.Option(
-        None, "--arch", help="Architecture of a weights-only .h5, e.g. binarydensenet28."
-    ),
-    num_classes: int | None = typer.Option(
-        None, "--num-classes", help="Classes for --arch [default: read from the weights]."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ckpt: Annotated[
+        Path,
+        typer.Argument(help="Checkpoint: SavedModel dir, .keras/.h5 file, or TF checkpoint dir."),
+    ],
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="arm64, armv7, x86_64 or xcore (see README).")
+    ] = "arm64",
+    out: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Output directory (default: exports/NAME-TARGET)."),
+    ] = None,
+    input_shape: Annotated[
+        str | None, typer.Option("--input-shape", help="H,W,C to convert for, e.g. 224,224,3.")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="Architecture of a weights-only .h5, e.g. binarydensenet28."),
+    ] = None,
+    num_classes: Annotated[
+        int | None,
+        typer.Option("--num-classes", help="Classes for --arch (default: read from the weights)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Convert a trained Larq checkpoint into an LCE flatbuffer and a report."""
     from bnnconvert.convert import parse_input_shape

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -17,7 +18,8 @@ from bnnconvert.errors import BnnConvertError
 
 app = typer.Typer(
     name="bnnconvert",
-    help="Export trained Larq BNNs to bitpacked LCE flatbuffers, prove parity, benchmark on devices.",
+    help="Export trained Larq BNNs to bitpacked LCE flatbuffers, prove parity, "
+    "benchmark on devices.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,8 +28,10 @@ app = typer.Typer(
 
 @app.callback()
 def _global(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's own logs."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show TensorFlow's own logs.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     from bnnconvert import _tf
 

@@ -1,0 +1,5 @@
+"""``python -m bnnconvert`` runs the command line."""
+
+from bnnconvert.cli.main import run
+
+run()

@@ -1,0 +1,98 @@
+"""Markdown rendering of an :class:`bnnconvert.audit.AuditResult` (data lives in audit.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bnnconvert.audit import AuditResult, Diagnostic
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _grouped(diagnostics: list[Diagnostic]) -> list[tuple[Diagnostic, list[str]]]:
+    """Equal findings (same code, message and fix) on several layers, in first-seen order."""
+    groups: dict[tuple[str, str, str, str], tuple[Diagnostic, list[str]]] = {}
+    for d in diagnostics:
+        key = (d.severity, d.code, d.message, d.fix)
+        groups.setdefault(key, (d, []))[1].append(d.layer)
+    order = {"error": 0, "info": 1}
+    return sorted(groups.values(), key=lambda g: order.get(g[0].severity, 2))
+
+
+def render(result: AuditResult) -> str:
+    """The audit as Markdown: summary, binary layers, findings, batch norms, MACs, mapping."""
+    summary = result.to_dict()["summary"]
+    stayed = summary["stayed_float"]
+    lines = [
+        f"## Conversion audit: {result.model_name}",
+        "",
+        f"- quantized layers: {summary['quantized_layers']}, marked binary "
+        f"{summary['marked_binary']}, became LceBconv2d {summary['became_binary']}"
+        + (f"; **stayed float: {', '.join(stayed)}**" if stayed else ""),
+        f"- batch norms fused: {summary['batch_norms_fused']} of {summary['batch_norms']}",
+        f"- MACs: {result.binary_macs:,} binary, {result.float_macs:,} float "
+        f"(binary share {result.binary_mac_share:.1%})",
+        "",
+    ]
+    if result.quantized:
+        lines += [
+            "### Quantized layers",
+            "",
+            "| layer | class | input quantizer | kernel quantizer | became | binary |",
+            "|---|---|---|---|---|---|",
+        ]
+        for q in result.quantized:
+            verdict = "yes" if q.binary else ("**no**" if q.marked_binary else "no (no quantizers)")
+            lines.append(
+                f"| {_cell(q.name)} | {q.class_name} | {q.input_quantizer or '–'} "
+                f"| {q.kernel_quantizer or '–'} | {', '.join(q.became) or '–'} | {verdict} |"
+            )
+        lines.append("")
+    lines += ["### Findings", ""]
+    if not result.diagnostics:
+        lines += ["None.", ""]
+    for d, layers in _grouped(result.diagnostics):
+        lines.append(f"- **{d.severity}** `{d.code}` ({', '.join(layers)}): {d.message}")
+        if d.fix:
+            lines.append(f"  - fix: {d.fix}")
+    if result.diagnostics:
+        lines.append("")
+    if result.batch_norms:
+        lines += ["### Batch norms", "", "| batch norm | outcome | detail |", "|---|---|---|"]
+        lines += [
+            f"| {_cell(b.name)} | {b.outcome} | {_cell(b.detail)} |" for b in result.batch_norms
+        ]
+        lines.append("")
+    if result.float_mac_leaders:
+        lines += [
+            "### Float layers by MACs",
+            "",
+            "| layer | ops | MACs | share of all MACs |",
+            "|---|---|---:|---:|",
+        ]
+        lines += [
+            f"| {_cell(f.layer)} | {', '.join(f.op_types)} | {f.macs:,} | {f.share:.1%} |"
+            for f in result.float_mac_leaders
+        ]
+        lines.append("")
+    lines += [
+        "### Layers and the ops they became",
+        "",
+        "Mapped by *name* (tensor names), *structure* (inferred from the graph: "
+        "less certain) or *none*. Op numbers index the flatbuffer's operators.",
+        "",
+        "| layer | class | ops | mapped by | note |",
+        "|---|---|---|---|---|",
+    ]
+    for m in result.layers:
+        ops = ", ".join(f"{i} {t}" for i, t in zip(m.ops, m.op_types)) or "–"
+        lines.append(
+            f"| {_cell(m.name)} | {m.class_name} | {ops} | {m.mapped_by} | {_cell(m.note)} |"
+        )
+    if result.unmapped_ops:
+        listed = ", ".join(f"{o['index']} {o['type']}" for o in result.unmapped_ops)
+        lines += ["", f"Ops not traced to any layer: {listed}."]
+    return "\n".join(lines) + "\n"

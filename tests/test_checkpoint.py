@@ -1,0 +1,165 @@
+"""Every checkpoint form round-trips; every bad input is one clear line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnnconvert import _tf, checkpoint, models
+from bnnconvert.cli.main import run
+from bnnconvert.errors import CheckpointProblem
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    """The digits architecture with random weights and non-trivial BN stats."""
+    from conftest import randomize_batchnorm
+
+    model = models.binary_densenet("binarydensenet_digits", (32, 32, 1), 10)
+    randomize_batchnorm(model, seed=3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def sample() -> np.ndarray:
+    return np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 1)).astype("float32")
+
+
+def _same_outputs(a, b, x) -> None:
+    np.testing.assert_allclose(a.predict(x, verbose=0), b.predict(x, verbose=0), atol=1e-6)
+
+
+def test_keras_file_round_trips(tmp_path, small_model, sample) -> None:
+    small_model.save(tmp_path / "m.keras")
+    loaded = checkpoint.load(tmp_path / "m.keras")
+    assert loaded.format == "keras"
+    _same_outputs(small_model, loaded.model, sample)
+
+
+def test_directory_with_exactly_one_file_round_trips(tmp_path, small_model, sample) -> None:
+    small_model.save(tmp_path / "only.h5")
+    loaded = checkpoint.load(tmp_path)
+    assert loaded.format == "h5" and loaded.path.name == "only.h5"
+    _same_outputs(small_model, loaded.model, sample)
+
+
+def test_saved_model_round_trips(tmp_path, small_model, sample) -> None:
+    small_model.save(tmp_path / "sm", save_format="tf")
+    loaded = checkpoint.load(tmp_path / "sm")
+    assert loaded.format == "savedmodel"
+    _same_outputs(small_model, loaded.model, sample)
+
+
+def test_tf_checkpoint_with_config_round_trips(tmp_path, small_model, sample) -> None:
+    small_model.save_weights(str(tmp_path / "ckpt"))
+    (tmp_path / "bnnconvert.json").write_text(
+        json.dumps(
+            {"architecture": "binarydensenet_digits", "input_shape": [32, 32, 1], "num_classes": 10}
+        )
+    )
+    loaded = checkpoint.load(tmp_path)
+    assert loaded.format == "tf-checkpoint"
+    _same_outputs(small_model, loaded.model, sample)
+
+
+def test_weights_h5_with_arch_round_trips(tmp_path, small_model, sample) -> None:
+    small_model.save_weights(tmp_path / "weights.h5")
+    loaded = checkpoint.load(
+        tmp_path / "weights.h5", arch="binarydensenet_digits", input_shape=(32, 32, 1)
+    )
+    assert loaded.format == "h5-weights" and loaded.model.output_shape == (None, 10)
+    _same_outputs(small_model, loaded.model, sample)
+
+
+def test_bundled_checkpoint_carries_its_test_split() -> None:
+    loaded = checkpoint.load(Path(__file__).parents[1] / "models" / "digits")
+    assert loaded.test_data is not None and loaded.test_data.name == "test_split.npz"
+
+
+def _lambda_model():
+    keras = _tf.keras()
+    inp = keras.Input((4,))
+    return keras.Model(inp, keras.layers.Lambda(lambda t: t * 2)(inp))
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_lambda_layers_are_refused_without_running_them(tmp_path, suffix) -> None:
+    path = tmp_path / f"lambda{suffix}"
+    _lambda_model().save(path)
+    with pytest.raises(CheckpointProblem, match="Lambda layer"):
+        checkpoint.load(path)
+
+
+def test_untrusted_module_in_config_is_refused(tmp_path, small_model) -> None:
+    import zipfile
+
+    small_model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as src:
+        files = {name: src.read(name) for name in src.namelist()}
+    config = json.loads(files["config.json"])
+    config["config"]["layers"][1]["module"] = "os"
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "evil.keras", "w") as dst:
+        for name, data in files.items():
+            dst.writestr(name, data)
+    with pytest.raises(CheckpointProblem, match="imports module 'os'"):
+        checkpoint.load(tmp_path / "evil.keras")
+
+
+def _bad_inputs(tmp_path: Path, small_model) -> dict[str, tuple[list[str], str]]:
+    (tmp_path / "notes.txt").write_text("hello")
+    two = tmp_path / "two"
+    two.mkdir()
+    (two / "a.h5").write_bytes(b"")
+    (two / "b.keras").write_bytes(b"")
+    small_model.save_weights(tmp_path / "weights.h5")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    wrong = tmp_path / "wrong_classes"
+    wrong.mkdir()
+    small_model.save_weights(str(wrong / "ckpt"))
+    (wrong / "bnnconvert.json").write_text(
+        json.dumps(
+            {"architecture": "binarydensenet_digits", "input_shape": [32, 32, 1], "num_classes": 7}
+        )
+    )
+    return {
+        "missing": ([str(tmp_path / "nope")], "no such file or directory"),
+        "unknown format": ([str(tmp_path / "notes.txt")], "unknown checkpoint format '.txt'"),
+        "two checkpoints": ([str(two)], "several checkpoints (a.h5, b.keras); name one file"),
+        "weights without arch": ([str(tmp_path / "weights.h5")], "holds weights only"),
+        "wrong arch": (
+            [str(tmp_path / "weights.h5"), "--arch", "binarydensenet28"],
+            "do not fit binary_densenet28",
+        ),
+        "shape mismatch": ([str(wrong)], "do not fit binarydensenet_digits as configured"),
+        "not a zip": ([str(tmp_path / "broken.keras")], "not a valid .keras archive"),
+        "unknown arch": (
+            [str(tmp_path / "weights.h5"), "--arch", "vgg"],
+            "Expected an architecture",
+        ),
+    }
+
+
+def test_bad_checkpoints_give_one_line_and_exit_2(tmp_path, small_model, capsys) -> None:
+    failures = []
+    for case, (args, expected) in _bad_inputs(tmp_path, small_model).items():
+        code = run(["export", *args, "-o", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip()
+        if code != 2 or expected not in err or "Traceback" in err or len(err.splitlines()) != 1:
+            failures.append(f"{case}: exit {code}, stderr {err!r}")
+    assert not failures, "\n".join(failures)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_published_zoo_file_name_is_accepted_with_arch(tmp_path, small_model) -> None:
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    small_model.save_weights(folder / "weights.h5")
+    shutil.copy(folder / "weights.h5", folder / "binary_densenet_28_weights.h5")
+    (folder / "weights.h5").unlink()
+    loaded = checkpoint.load(folder, arch="binarydensenet_digits", input_shape=(32, 32, 1))
+    assert loaded.architecture == "binary_densenet_digits"

@@ -1,0 +1,60 @@
+"""Command-line behaviour that every command shares."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+
+
+def test_help_does_not_import_tensorflow() -> None:
+    result = _python(
+        "import sys\n"
+        "from bnnconvert.cli.main import run\n"
+        "code = run(['--help'])\n"
+        "assert code == 0, code\n"
+        "heavy = [m for m in ('tensorflow', 'larq', 'tf_keras') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
+    assert "export" in result.stdout
+
+
+def test_keras3_already_imported_is_a_clear_error() -> None:
+    result = _python(
+        "import os\n"
+        "os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
+        "import tensorflow as tf\n"
+        "tf.keras.layers.Layer\n"
+        "from bnnconvert import _tf\n"
+        "from bnnconvert.errors import EnvironmentProblem\n"
+        "try:\n"
+        "    _tf.keras()\n"
+        "except EnvironmentProblem as e:\n"
+        "    print('ERR', e)\n"
+    )
+    assert "ERR TensorFlow was imported with Keras 3 before bnnconvert" in result.stdout
+
+
+def test_export_is_quiet_unless_verbose(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    command = [sys.executable, "-m", "bnnconvert"]
+    args = ["export", str(REPO / "models" / "digits"), "-o", str(tmp_path)]
+    quiet = subprocess.run(command + args, capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert f"model:  {tmp_path}/model.tflite" in quiet.stdout
+    loud = subprocess.run(
+        [*command, "--verbose", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert loud.returncode == 0 and loud.stderr != ""
