@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up bnnconvert in ./.venv (Python 3.10-3.12).
+#   ./setup.sh          the package and its runtime stack
+#   ./setup.sh --test   also the test tools and the system packages the tests use
+#                       (OpenSSH server/client, Chromium, a JDK and JUnit 4; needs root/apt)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+with_tests=0
+[[ "${1:-}" == "--test" ]] && with_tests=1
+
+if [[ $with_tests == 1 ]]; then
+  packages=(openssh-server openssh-client chromium default-jdk-headless junit4)
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if (( ${#missing[@]} )); then
+    echo "setup: installing system packages: ${missing[*]}" >&2
+    SUDO=""; [[ $(id -u) != 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+extra=""; [[ $with_tests == 1 ]] && extra="[test]"
+.venv/bin/python -m pip install -q -e ".${extra}" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import bnnconvert" || { echo "setup: bnnconvert failed to install" >&2; exit 1; }
+echo "setup: ready (.venv/bin/bnnconvert)" >&2
