@@ -29,6 +29,11 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 extra=""; [[ $with_tests == 1 ]] && extra="[test]"
-.venv/bin/python -m pip install -q -e ".${extra}" 2>&1 | grep -v "^WARNING: Location" || true
+log=$(mktemp)
+if ! .venv/bin/python -m pip install -q -e ".${extra}" >"$log" 2>&1; then
+  grep -v "^WARNING: Location" "$log" >&2; rm -f "$log"
+  echo "setup: pip install failed (see above)" >&2; exit 1
+fi
+rm -f "$log"
 .venv/bin/python -c "import bnnconvert" || { echo "setup: bnnconvert failed to install" >&2; exit 1; }
 echo "setup: ready (.venv/bin/bnnconvert)" >&2
