@@ -168,7 +168,7 @@ class AuditResult:
 
     def to_markdown(self) -> str:
         """The audit as Markdown (no timestamps or paths, so it is stable)."""
-        from bnnconvert.audit_markdown import render  # noqa: PLC0415
+        from bnnconvert.audit_markdown import render
 
         return render(self)
 
@@ -252,9 +252,9 @@ def _layers_in_name(name: str, model_name: str, known: dict[str, Any]) -> list[s
     found: list[str] = []
     for segment in name.split(";"):
         parts = segment.split("/")
-        if len(parts) >= 3 and parts[0] == model_name and parts[1] in known:
-            if parts[1] not in found:
-                found.append(parts[1])
+        cut = len(parts) < 3  # a layer name must be followed by "/"
+        if not cut and parts[0] == model_name and parts[1] in known and parts[1] not in found:
+            found.append(parts[1])
     return found
 
 
@@ -314,7 +314,10 @@ def _map_ops(kg: _KerasGraph, model: ir.Model, graph: ir.Subgraph) -> _Mapping:
         # Named after a layer that cannot compute it (a binary max-pool takes the
         # next layer's quantizer name): find the owner upstream.
         for candidate in kg.ancestors(layers[0], hops=3):
-            if _owns(kg.layers[candidate], op.opcode) and _class(kg.layers[candidate]) != "InputLayer":
+            if (
+                _owns(kg.layers[candidate], op.opcode)
+                and _class(kg.layers[candidate]) != "InputLayer"
+            ):
                 mapping.add(candidate, i, "structure")
                 mapping.owner[i] = candidate
                 break
@@ -392,7 +395,7 @@ def _kernel_is_binary(layer: Any) -> tuple[bool, str]:
     kernel = getattr(layer, "kernel", None)
     if kernel is None:
         return True, ""
-    from bnnconvert import _tf  # noqa: PLC0415
+    from bnnconvert import _tf
 
     latent = np.asarray(getattr(kernel, "latent_variable", kernel).numpy())
     quantizer = getattr(layer, "kernel_quantizer", None)
@@ -412,8 +415,8 @@ def _group_fix(channels_in: int, channels_out: int) -> str:
         for g in range(1, channels_in + 1)
         if channels_in % g == 0 and channels_out % g == 0 and (channels_in // g) % 32 == 0
     ]
-    if not options:
-        return "pad the input to a multiple of 32 channels per group, or use groups=1"
+    if max(options, default=1) == 1:
+        return "use groups=1, or widen the input to a multiple of 32 channels per group"
     return f"use groups={max(options)} (or fewer) so each group has a multiple of 32 channels"
 
 
@@ -440,7 +443,11 @@ def _reasons_not_binary(layer: Any, op_types: list[str]) -> list[tuple[str, str,
         )
     elif cls != "QuantConv2D":
         reasons.append(
-            ("no-binary-op", f"LCE has no binary op for {cls}", "use a QuantConv2D (2-D, not transposed)")
+            (
+                "no-binary-op",
+                f"LCE has no binary op for {cls}",
+                "use a QuantConv2D (2-D, not transposed)",
+            )
         )
     input_quantizer = _quantizer_name(layer.input_quantizer)
     if input_quantizer is None:
@@ -463,7 +470,9 @@ def _reasons_not_binary(layer: Any, op_types: list[str]) -> list[tuple[str, str,
         )
     binary_kernel, values = _kernel_is_binary(layer)
     if not binary_kernel:
-        quantizer = _quantizer_name(getattr(layer, "kernel_quantizer", None)) or "no kernel_quantizer"
+        quantizer = (
+            _quantizer_name(getattr(layer, "kernel_quantizer", None)) or "no kernel_quantizer"
+        )
         reasons.append(
             (
                 "kernel-not-binary",
@@ -475,15 +484,17 @@ def _reasons_not_binary(layer: Any, op_types: list[str]) -> list[tuple[str, str,
         )
     groups = int(getattr(layer, "groups", 1) or 1)
     if groups > 1 and cls == "QuantConv2D":
-        channels_in = int(layer.input_spec.axes[-1]) if layer.input_spec and layer.input_spec.axes else 0
+        channels_in = (
+            int(layer.input_spec.axes[-1]) if layer.input_spec and layer.input_spec.axes else 0
+        )
         channels_in = channels_in or int(layer.kernel.shape[-2]) * groups
         per_group = channels_in // groups
         if per_group % 32:
             reasons.append(
                 (
                     "grouped-channels",
-                    f"grouped conv with {per_group} input channels per group ({channels_in}/{groups}): "
-                    "LCE's binary grouped conv needs a multiple of 32",
+                    f"grouped conv with {per_group} input channels per group "
+                    f"({channels_in}/{groups}): LCE's binary grouped conv needs a multiple of 32",
                     _group_fix(channels_in, int(layer.filters)),
                 )
             )
@@ -510,24 +521,33 @@ def _batch_norm_outcome(
     if not ops:
         return BatchNormOutcome(name, "not-found", mapping.notes.get(name, "no op found"))
     opcodes = [graph.operators[i].opcode for i in ops]
-    for i, opcode in zip(ops, opcodes):
+    for i, opcode in zip(ops, opcodes, strict=True):
         if opcode in KERNEL_OPS:
             owner = mapping.owner.get(i, "?")
             if opcode == BINARY_OP:
                 bitpacked = graph.tensors[graph.operators[i].outputs[0]].dtype == "int32"
-                into = "output_threshold (bitpacked output)" if bitpacked else (
-                    "post_activation_multiplier and post_activation_bias"
+                into = (
+                    "output_threshold (bitpacked output)"
+                    if bitpacked
+                    else ("post_activation_multiplier and post_activation_bias")
                 )
                 return BatchNormOutcome(
-                    name, "fused-into-bconv", f"fused into {owner}'s LceBconv2d (op {i}): {into}", [i]
+                    name,
+                    "fused-into-bconv",
+                    f"fused into {owner}'s LceBconv2d (op {i}): {into}",
+                    [i],
                 )
             return BatchNormOutcome(
-                name, "folded-into-conv", f"folded into {owner}'s {opcode} (op {i}) weights and bias", [i]
+                name,
+                "folded-into-conv",
+                f"folded into {owner}'s {opcode} (op {i}) weights and bias",
+                [i],
             )
-    affine = [i for i, opcode in zip(ops, opcodes) if opcode in AFFINE_OPS]
+    affine = [i for i, opcode in zip(ops, opcodes, strict=True) if opcode in AFFINE_OPS]
     if affine:
         last = graph.operators[affine[-1]]
         kinds = "/".join(dict.fromkeys(graph.operators[i].opcode for i in affine))
+        where = ("op " if len(affine) == 1 else "ops ") + ", ".join(map(str, affine))
         signs = [
             c
             for t in last.outputs
@@ -539,14 +559,12 @@ def _batch_norm_outcome(
             return BatchNormOutcome(
                 name,
                 "before-sign",
-                f"left as float {kinds} (ops {', '.join(map(str, affine))}) before the sign "
+                f"left as float {kinds} ({where}) before the sign "
                 f"of {quantized} (LceQuantize, op {signs[0]})",
                 affine,
             )
-        return BatchNormOutcome(
-            name, "float-ops", f"left as float {kinds} (ops {', '.join(map(str, affine))})", affine
-        )
-    listed = ", ".join(f"{o} (op {i})" for i, o in zip(ops, opcodes))
+        return BatchNormOutcome(name, "float-ops", f"left as float {kinds} ({where})", affine)
+    listed = ", ".join(f"{o} (op {i})" for i, o in zip(ops, opcodes, strict=True))
     return BatchNormOutcome(name, "float-ops", f"merged into {listed}", ops)
 
 
@@ -567,7 +585,7 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
     Raises:
         FlatbufferProblem: ``flatbuffer`` is bytes that are not a valid TFLite model.
     """
-    from bnnconvert.inspect import inspect_model  # noqa: PLC0415
+    from bnnconvert.inspect import inspect_model
 
     model = ir.read(flatbuffer) if isinstance(flatbuffer, (bytes, bytearray)) else flatbuffer
     data = bytes(flatbuffer) if isinstance(flatbuffer, (bytes, bytearray)) else ir.write(model)
@@ -647,9 +665,9 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
                 )
 
     total = binary_macs + float_macs
-    leaders = sorted(
-        (m for m in layers if m.float_macs), key=lambda m: m.float_macs, reverse=True
-    )[:_TOP_FLOAT_LAYERS]
+    leaders = sorted((m for m in layers if m.float_macs), key=lambda m: m.float_macs, reverse=True)[
+        :_TOP_FLOAT_LAYERS
+    ]
     unmapped = [
         {"index": i, "type": op.opcode}
         for i, op in enumerate(graph.operators)

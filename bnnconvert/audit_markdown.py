@@ -88,7 +88,7 @@ def render(result: AuditResult) -> str:
         "|---|---|---|---|---|",
     ]
     for m in result.layers:
-        ops = ", ".join(f"{i} {t}" for i, t in zip(m.ops, m.op_types)) or "–"
+        ops = ", ".join(f"{i} {t}" for i, t in zip(m.ops, m.op_types, strict=True)) or "–"
         lines.append(
             f"| {_cell(m.name)} | {m.class_name} | {ops} | {m.mapped_by} | {_cell(m.note)} |"
         )
