@@ -20,7 +20,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from bnnconvert import __version__, _tf, checkpoint, convert, ir, targets
+from bnnconvert import __version__, _tf, audit, checkpoint, convert, export_report, ir, targets
 from bnnconvert.atomic import write_bytes, write_text
 from bnnconvert.errors import OutputProblem
 
@@ -114,6 +114,7 @@ def export(
     arch: str | None = None,
     num_classes: int | None = None,
     step: Step | None = None,
+    strict: bool = False,
 ) -> ExportResult:
     """Convert the checkpoint at ``ckpt`` and write ``model.tflite`` + ``export.json``.
 
@@ -125,12 +126,15 @@ def export(
         arch: architecture for weights-only checkpoints.
         num_classes: classes for ``arch`` (default: from the weights).
         step: called with a short description as each slow step starts.
+        strict: fail if a layer marked binary did not become a binary op; the
+            reports are still written and the model as ``model.rejected.tflite``.
 
     Returns:
         An :class:`ExportResult`; its files are complete on disk.
 
     Raises:
         BnnConvertError: a one-line problem (bad checkpoint, conversion, output).
+        CheckFailed: ``strict`` and a layer marked binary stayed float.
     """
     import time
 
@@ -148,6 +152,9 @@ def export(
     with _tf.quiet_native():
         flatbuffer, conversion_seconds = convert.convert(keras_model, preset)
     graph = ir.read(flatbuffer)
+    say("Auditing the conversion")
+    report = audit.audit(keras_model, flatbuffer)
+    failure = export_report.strict_failure(report, out) if strict else None
 
     say("Writing")
     digest = hashlib.sha256(flatbuffer).hexdigest()
@@ -165,19 +172,37 @@ def export(
         total_seconds=0.0,
         versions=tool_versions(),
     )
+    result.extra["audit"] = report.to_dict()
+    if strict:
+        result.extra["strict"] = {"passed": failure is None}
+    if failure is not None:
+        result.model_path = out / export_report.REJECTED_MODEL_NAME
     result.total_seconds = time.perf_counter() - started
-    _write_outputs(out, flatbuffer, result)
+    _write_outputs(out, flatbuffer, result, report.to_markdown())
+    if failure is not None:
+        raise failure
     return result
 
 
-def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
-    """Model first, then its report; each replaced only by a complete file."""
+def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult, audit_md: str) -> None:
+    """Model first, then its reports; each replaced only by a complete file.
+
+    Exactly one of ``model.tflite`` / ``model.rejected.tflite`` is left, so the
+    directory never pairs a report with a model from an earlier run.
+    """
     try:
         out.mkdir(parents=True, exist_ok=True)
         for stale in out.glob(f".{MODEL_NAME}.*.tmp"):
             stale.unlink()
         write_bytes(result.model_path, flatbuffer)
-        write_text(result.report_path, json.dumps(result.to_dict(), indent=2) + "\n")
+        for other in (MODEL_NAME, export_report.REJECTED_MODEL_NAME):
+            if out / other != result.model_path:
+                (out / other).unlink(missing_ok=True)
+        report = result.to_dict()
+        write_text(result.report_path, json.dumps(report, indent=2) + "\n")
+        write_text(
+            out / export_report.MARKDOWN_NAME, export_report.render_markdown(report, audit_md)
+        )
     except OSError as e:
         raise OutputProblem(
             f"could not write to {out}: {e.strerror or e}; free space or pick -o"

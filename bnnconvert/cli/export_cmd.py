@@ -34,8 +34,17 @@ def export(
         typer.Option("--num-classes", help="Classes for --arch (default: read from the weights)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 1 if a layer marked binary did not become a binary op "
+            "(reports are written; the model as model.rejected.tflite).",
+        ),
+    ] = False,
 ) -> None:
     """Convert a trained Larq checkpoint into an LCE flatbuffer and a report."""
+    from bnnconvert.cli.audit_view import print_audit_summary
     from bnnconvert.convert import parse_input_shape
     from bnnconvert.export import export as run_export
 
@@ -49,6 +58,7 @@ def export(
             arch=arch,
             num_classes=num_classes,
             step=step,
+            strict=strict,
         )
     if as_json:
         output.print_json(result.to_dict())
@@ -59,6 +69,7 @@ def export(
         f"{result.model_bytes / 1024:.1f} KiB in {result.conversion_seconds:.1f} s\n"
         f"  ops: {ops}\n"
         f"  model:  {result.model_path}\n"
-        f"  report: {result.report_path}",
+        f"  report: {result.report_path} (+ export.md)",
         highlight=False,
     )
+    print_audit_summary(result.extra["audit"])

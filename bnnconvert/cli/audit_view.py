@@ -1,0 +1,53 @@
+"""The conversion audit as a short rich table for ``bnnconvert export``'s human output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from bnnconvert.cli import output
+
+_MAX_ROWS = 12
+
+
+def print_audit_summary(audit: dict[str, Any]) -> None:
+    """Quantized layers (problems first), findings in one line each, float MAC leaders."""
+    summary = audit["summary"]
+    quantized = sorted(audit["quantized"], key=lambda q: (q["binary"], not q["marked_binary"]))
+    reasons: dict[str, list[str]] = {}
+    for d in audit["diagnostics"]:
+        if d["severity"] == "error":
+            reasons.setdefault(d["layer"], []).append(d["code"])
+    if quantized:
+        table = Table(title=None, box=None, pad_edge=False, header_style="bold")
+        columns = ["layer", "became", "binary"] + (["why not"] if reasons else [])
+        for column in columns:
+            table.add_column(column)
+        for q in quantized[:_MAX_ROWS]:
+            verdict = "[green]yes[/]" if q["binary"] else "[red]no[/]"
+            if not q["marked_binary"]:
+                verdict = "no quantizers"
+            why = ", ".join(reasons.get(q["name"], []))
+            row = [q["name"], ", ".join(q["became"]) or "–", verdict, why]
+            table.add_row(*row[: len(columns)])
+        if len(quantized) > _MAX_ROWS:
+            table.add_row(f"... {len(quantized) - _MAX_ROWS} more (all binary)")
+        output.stdout.print(table)
+    output.stdout.print(
+        f"  binary: {summary['became_binary']} of {summary['marked_binary']} layers marked binary, "
+        f"{summary['binary_mac_share']:.1%} of MACs; batch norms fused "
+        f"{summary['batch_norms_fused']} of {summary['batch_norms']}",
+        highlight=False,
+    )
+    infos: dict[str, int] = {}
+    for d in audit["diagnostics"]:
+        if d["severity"] != "error":
+            infos[d["code"]] = infos.get(d["code"], 0) + 1
+    if infos:
+        listed = ", ".join(f"{code} ×{n}" for code, n in infos.items())
+        output.stdout.print(f"  notes: {listed} (see export.md)", highlight=False)
+    leaders = audit["float_mac_leaders"]
+    if leaders:
+        listed = ", ".join(f"{f['layer']} {f['share']:.1%}" for f in leaders)
+        output.stdout.print(f"  top float layers by MACs: {listed}", highlight=False)
