@@ -18,6 +18,7 @@ Prints the sweep and a table of medians and ratios from step 3.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: converted in {time.perf_counter() - start:.0f} s, "
                   f"{len(flatbuffer) / 2**20:.2f} MiB", flush=True)  # fmt: skip
 
-            configs = host_autotune_configs(args.max_threads or 64)
+            configs = host_autotune_configs(args.max_threads or os.cpu_count() or 1)
             sweep = bench([path], configs=configs, runs=args.sweep_runs, warmup=args.warmup)
             print(f"  sweep ({args.sweep_runs} runs each, interleaved):")
             for m in sorted(sweep.measurements, key=lambda m: m.stats.median_us):

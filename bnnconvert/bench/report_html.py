@@ -201,7 +201,7 @@ def render_html(result: BenchResult) -> str:
     runs = (
         f"{result.runs} timed runs"
         if result.runs
-        else f"until every median was stable (stopped: {result.stop_reason})"
+        else f"until every median was stable (stopped: {result.stop_reason or 'cut short'})"
     )
     meta = [
         f"<b>Device</b> {escape(describe_device(result))}",
@@ -214,13 +214,18 @@ def render_html(result: BenchResult) -> str:
     out.append('<p class="meta">' + "<br>".join(meta) + "</p>")
     out.append("<h2>Fastest configuration</h2><ul>")
     for s in result.summary():
-        if s["measured"]:
-            out.append(
-                f"<li><b>{escape(s['model'])}</b>: <b>{escape(s['fastest_config'])}</b> "
-                f"{ms(s['fastest_median_us'])} ms — {escape(s['baseline_config'])} "
-                f"{ms(s['baseline_median_us'])} ms, "
-                f"<b>{s['speedup_vs_baseline']:.2f}×</b> faster</li>"
+        if not s["measured"]:
+            continue
+        line = (
+            f"<li><b>{escape(s['model'])}</b>: <b>{escape(s['fastest_config'])}</b> "
+            f"{ms(s['fastest_median_us'])} ms"
+        )
+        if s["fastest_config"] != s["baseline_config"]:
+            line += (
+                f" — {escape(s['baseline_config'])} {ms(s['baseline_median_us'])} ms, "
+                f"<b>{s['speedup_vs_baseline']:.2f}×</b> faster"
             )
+        out.append(line + "</li>")
     out.append("</ul>")
     for i, model in enumerate(result.models):
         svg = distribution_svg(result, i)

@@ -100,7 +100,7 @@ def render_markdown(result: BenchResult) -> str:
     runs = (
         f"{result.runs} timed runs"
         if result.runs
-        else f"until every median was stable (stopped: {result.stop_reason})"
+        else f"until every median was stable (stopped: {result.stop_reason or 'cut short'})"
     )
     lines += [
         f"- Device: {describe_device(result)}",
@@ -129,11 +129,14 @@ def render_markdown(result: BenchResult) -> str:
         if not row["measured"]:
             lines.append(f"- {row['model']}: not measured")
             continue
-        lines.append(
-            f"- {row['model']}: **{row['fastest_config']}**, median "
-            f"{ms(row['fastest_median_us'])} ms; {row['baseline_config']}: "
-            f"{ms(row['baseline_median_us'])} ms ({row['speedup_vs_baseline']:.2f}× faster)"
-        )
+        median = ms(row["fastest_median_us"])
+        line = f"- {row['model']}: **{row['fastest_config']}**, median {median} ms"
+        if row["fastest_config"] != row["baseline_config"]:
+            line += (
+                f"; {row['baseline_config']}: {ms(row['baseline_median_us'])} ms "
+                f"({row['speedup_vs_baseline']:.2f}× faster)"
+            )
+        lines.append(line)
     for title, m in op_breakdown(result):
         lines += ["", f"## Per-op time: {title}", ""]
         lines += _table(
