@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import platform
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class ExportResult:
     sha256: str
     conversion_seconds: float
     total_seconds: float
+    step_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -63,10 +65,44 @@ class ExportResult:
             "timings": {
                 "conversion_seconds": round(self.conversion_seconds, 3),
                 "total_seconds": round(self.total_seconds, 3),
+                "steps": {name: round(sec, 3) for name, sec in self.step_seconds.items()},
             },
             "versions": self.versions,
             **self.extra,
         }
+
+
+class StepClock:
+    """Announce each slow step through ``step`` and time it.
+
+    A step lasts until the next one starts (or :meth:`stop`); its time is
+    recorded under the first word of its description, lower-cased
+    ("Converting with LCE" -> ``converting``).
+    """
+
+    def __init__(self, step: Step | None) -> None:
+        self._step = step
+        self._name: str | None = None
+        self._started = 0.0
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, text: str) -> None:
+        self._close()
+        self._name = text.split()[0].lower()
+        self._started = time.perf_counter()
+        if self._step is not None:
+            self._step(text)
+
+    def _close(self) -> None:
+        if self._name is not None:
+            elapsed = time.perf_counter() - self._started
+            self.seconds[self._name] = self.seconds.get(self._name, 0.0) + elapsed
+            self._name = None
+
+    def stop(self) -> dict[str, float]:
+        """End the current step; return seconds per step name."""
+        self._close()
+        return dict(self.seconds)
 
 
 def tool_versions() -> dict[str, str]:
@@ -136,10 +172,8 @@ def export(
         BnnConvertError: a one-line problem (bad checkpoint, conversion, output).
         CheckFailed: ``strict`` and a layer marked binary stayed float.
     """
-    import time
-
     started = time.perf_counter()
-    say = step or (lambda text: None)
+    say = StepClock(step)
     preset = targets.target(target)
     ckpt = Path(ckpt)
     out = Path(output_dir) if output_dir is not None else default_output_dir(ckpt, preset.name)
@@ -178,6 +212,7 @@ def export(
     if failure is not None:
         result.model_path = out / export_report.REJECTED_MODEL_NAME
     result.total_seconds = time.perf_counter() - started
+    result.step_seconds = say.stop()
     _write_outputs(out, flatbuffer, result, report.to_markdown())
     if failure is not None:
         raise failure
