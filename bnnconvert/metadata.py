@@ -289,6 +289,50 @@ def read_metadata(model: ir.Model | bytes) -> dict[str, Any] | None:
     return metadata
 
 
+def summary(metadata: dict[str, Any]) -> dict[str, str]:
+    """Short human-readable lines for a ``bnnconvert`` metadata dict (for ``inspect``).
+
+    Example:
+        >>> summary(read_metadata(model_bytes))["input"]  # doctest: +SKIP
+        '32x32x1 float32 NHWC'
+    """
+    model, producer, inp, out = (
+        metadata["model"],
+        metadata["producer"],
+        metadata["input"],
+        metadata["output"],
+    )
+    rows = {
+        "model": f"{model['name']} v{model['version']}",
+        "producer": f"bnnconvert {producer['version']}, target {producer['target']}",
+        "input": (
+            f"{inp['height']}x{inp['width']}x{inp['channels']} {inp['dtype']} {inp['layout']}"
+            if "layout" in inp
+            else f"{inp['shape']} {inp['dtype']}"
+        ),
+        "output": f"{out['classes']} {out['scores']}",
+    }
+    pre = metadata.get("preprocessing")
+    if pre is None:
+        rows["preprocessing"] = "none (the Android demo needs it: export with --preprocessing)"
+    else:
+        mean = ",".join(f"{v:g}" for v in pre["mean"])
+        std = ",".join(f"{v:g}" for v in pre["std"])
+        rows["preprocessing"] = (
+            f"{pre['color']}, {pre['fit']} keeping {pre['crop_fraction']:g}, {pre['resample']}, "
+            f"(x/{pre['scale']:g} - [{mean}]) / [{std}]"
+        )
+    labels = metadata.get("labels")
+    if labels:
+        shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+        rows["labels"] = f"{len(labels)}: {shown}"
+    else:
+        rows["labels"] = "none"
+    if model.get("description"):
+        rows["description"] = model["description"]
+    return rows
+
+
 def read_tflite_metadata(model: ir.Model | bytes) -> dict[str, Any] | None:
     """The standard ``TFLITE_METADATA`` entry as a dict, or None if there is none.
 

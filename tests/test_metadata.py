@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnnconvert import _tf, ir, metadata, tflite_metadata
+from bnnconvert import __version__, _tf, ir, metadata, tflite_metadata
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
 from bnnconvert.preprocessing import parse_preprocessing
 
@@ -190,3 +190,21 @@ def test_docs_describe_every_json_field(tiny_bnn_tflite):
             keys.update(value)
     missing = sorted(k for k in keys if f"`{k}`" not in doc)
     assert not missing, f"docs/metadata.md does not mention {missing}"
+
+
+def test_summary_for_inspect(embedded, tiny_bnn_tflite):
+    rows = metadata.summary(metadata.read_metadata(embedded))
+    assert rows == {
+        "model": "tiny v3",
+        "producer": f"bnnconvert {__version__}, target arm64",
+        "input": "32x32x3 float32 NHWC",
+        "output": "10 probabilities",
+        "preprocessing": "bgr, crop keeping 0.875, triangle, "
+        "(x/255 - [0.406,0.456,0.485]) / [0.225,0.224,0.229]",
+        "labels": "10: class 0, class 1, class 2, class 3, class 4, ...",
+        "description": "a test model",
+    }
+    bare = metadata.embed_metadata(tiny_bnn_tflite, name="bare", target="x86_64")
+    rows = metadata.summary(metadata.read_metadata(bare))
+    assert rows["labels"] == "none"
+    assert rows["preprocessing"].startswith("none")
