@@ -23,30 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bnnconvert import _tf, ir, models
 from bnnconvert.export import export, op_histogram
 
 VARIANTS = {"28": "binarydensenet28", "37": "binarydensenet37", "45": "binarydensenet45"}
-
-
-def realistic_batchnorm(model, seed: int) -> None:
-    """Random but realistic BN statistics (gammas of both signs, non-zero means)."""
-    keras = _tf.keras()
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.get_weights()[0].shape[0]
-            sign = rng.choice([-1.0, 1.0], size=n, p=[0.2, 0.8])
-            layer.set_weights(
-                [
-                    (sign * rng.uniform(0.5, 1.5, n)).astype("float32"),
-                    rng.normal(0.0, 0.3, n).astype("float32"),
-                    rng.normal(0.0, 0.5, n).astype("float32"),
-                    rng.uniform(0.5, 2.0, n).astype("float32"),
-                ]
-            )
 
 
 def lce_by_hand(ckpt: Path, out: Path) -> tuple[float, float, bytes]:
@@ -84,7 +64,7 @@ def main() -> int:
         work = Path(tmp)
         for key in args.models:
             model = models.binary_densenet(VARIANTS[key], (args.size, args.size, 3), 1000)
-            realistic_batchnorm(model, seed=int(key))
+            models.randomize_batchnorm(model, seed=int(key))
             ckpt = work / f"bdn{key}.keras"
             model.save(ckpt)
             lce_total, lce_conv, ours_total, ours_conv = [], [], [], []

@@ -167,6 +167,32 @@ def build_binary_densenet(
     return keras.Model(image, x, name=spec.name)
 
 
+def randomize_batchnorm(model: Any, seed: int = 0) -> None:
+    """Give every BatchNormalization realistic, non-trivial statistics.
+
+    For untrained models in tests and benchmarks: gammas of both signs (20 %
+    negative), non-zero betas and means, variances in [0.5, 2]. A freshly
+    initialised batch norm (mean 0, beta 0) puts activations exactly on sign
+    ties, where LCE's optimised kernels and Keras legitimately disagree.
+    """
+    import numpy as np
+
+    keras = _tf.keras()
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            sign = rng.choice([-1.0, 1.0], size=n, p=[0.2, 0.8])
+            layer.set_weights(
+                [
+                    (sign * rng.uniform(0.5, 1.5, n)).astype("float32"),
+                    rng.normal(0.0, 0.3, n).astype("float32"),
+                    rng.normal(0.0, 0.5, n).astype("float32"),
+                    rng.uniform(0.5, 2.0, n).astype("float32"),
+                ]
+            )
+
+
 def architecture(name: str) -> BinaryDenseNetSpec:
     """Look up a variant by its command-line name (``binarydensenet28`` ...)."""
     key = name.lower().replace("-", "").replace("_", "")

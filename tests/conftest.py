@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from bnnconvert import _tf
+from bnnconvert.models import randomize_batchnorm
 
 
 def make_tiny_bnn(seed: int = 0, input_shape: tuple[int, int, int] = (32, 32, 3)):
@@ -41,24 +41,6 @@ def make_tiny_bnn(seed: int = 0, input_shape: tuple[int, int, int] = (32, 32, 3)
     model = keras.Model(inp, x, name="tiny_bnn")
     randomize_batchnorm(model, seed)
     return model
-
-
-def randomize_batchnorm(model, seed: int = 0) -> None:
-    """Give every BatchNormalization realistic, non-trivial statistics."""
-    keras = _tf.keras()
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.get_weights()[0].shape[0]
-            sign = rng.choice([-1.0, 1.0], size=n, p=[0.2, 0.8])
-            layer.set_weights(
-                [
-                    (sign * rng.uniform(0.5, 1.5, n)).astype("float32"),
-                    rng.normal(0.0, 0.3, n).astype("float32"),
-                    rng.normal(0.0, 0.5, n).astype("float32"),
-                    rng.uniform(0.5, 2.0, n).astype("float32"),
-                ]
-            )
 
 
 @pytest.fixture(scope="session")
