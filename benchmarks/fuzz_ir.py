@@ -14,6 +14,11 @@ Seed models: the given ``--model`` files, else a small BNN converted on the
 spot (TensorFlow is imported once, in the parent process). Crashing and
 hanging inputs are saved under ``--out`` for reproduction. Exits 1 on any
 crash or hang.
+
+``--atheris`` runs the same check coverage-guided instead (one process,
+libFuzzer's corpus evolution; half the mutations are the structured ones
+above, half libFuzzer's own), printing counts every 10,000 inputs; a crash
+stops it with libFuzzer's report and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -187,6 +192,41 @@ def default_seeds() -> list[bytes]:
     return [_tf.lce().convert_keras_model(make_tiny_bnn(input_shape=(16, 16, 3)))]
 
 
+def run_atheris(seeds: list[Seed], runs: int, timeout: float, seed: int) -> int:
+    import atheris
+
+    atheris.instrument_all()
+    counts = Counter()
+
+    def test_one(data: bytes) -> None:
+        counts[check_one(data)] += 1
+        n = sum(counts.values())
+        if n % 10_000 == 0:
+            print(
+                f"atheris: {n} inputs, {counts['accepted']} accepted, "
+                f"{counts['rejected']} rejected",
+                flush=True,
+            )
+
+    def mutator(data: bytes, max_size: int, mutation_seed: int) -> bytes:
+        rng = random.Random(mutation_seed)
+        if data and rng.random() < 0.5:
+            return atheris.Mutate(data[:max_size], max_size)
+        return mutate(rng, seeds)[1][:max_size]
+
+    max_len = 2 * max(len(s.data) for s in seeds)
+    argv = [
+        sys.argv[0],
+        f"-runs={runs}",
+        f"-max_len={max_len}",
+        f"-timeout={max(1, round(timeout))}",
+        f"-seed={seed + 1}",
+    ]
+    atheris.Setup(argv, test_one, custom_mutator=mutator)
+    atheris.Fuzz()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inputs", type=int, default=100_000)
@@ -195,10 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per input")
     parser.add_argument("--model", type=Path, action="append", help="seed model (repeatable)")
     parser.add_argument("--out", default="fuzz-findings")
+    parser.add_argument("--atheris", action="store_true", help="coverage-guided, one process")
     args = parser.parse_args(argv)
 
     raw = [p.read_bytes() for p in args.model] if args.model else default_seeds()
     seeds = [Seed(d, table_offsets(d)) for d in raw]
+    if args.atheris:
+        return run_atheris(seeds, args.inputs, args.timeout, args.seed)
     chunks = max(args.processes * 8, 1)
     per = [args.inputs // chunks + (i < args.inputs % chunks) for i in range(chunks)]
     jobs = [(seeds, args.seed * 1000 + i, n, args.timeout, args.out) for i, n in enumerate(per)]
