@@ -24,9 +24,8 @@ from dataclasses import dataclass
 
 from bnnconvert import ir
 from bnnconvert.errors import UsageProblem
-from bnnconvert.passes.cleanup import cleanup
-from bnnconvert.passes.float_weights import MODES, to_fp16, to_int8
-from bnnconvert.passes.fold_sign_scale import fold_sign_scale
+from bnnconvert.passes import cleanup, float_weights, fold_sign_scale
+from bnnconvert.passes.float_weights import MODES
 from bnnconvert.passes.stats import PassStats
 
 __all__ = ["MODES", "OptimizeOptions", "PassStats", "optimize"]
@@ -57,13 +56,13 @@ class OptimizeOptions:
         """The enabled passes, in their fixed order."""
         chosen: list[Callable[[ir.Model], PassStats]] = []
         if self.fold_sign_scale:
-            chosen.append(fold_sign_scale)
+            chosen.append(fold_sign_scale.fold_sign_scale)
         if self.float_weights == "fp16":
-            chosen.append(to_fp16)
+            chosen.append(float_weights.to_fp16)
         elif self.float_weights == "int8":
-            chosen.append(to_int8)
+            chosen.append(float_weights.to_int8)
         if self.cleanup:
-            chosen.append(cleanup)
+            chosen.append(cleanup.cleanup)
         return chosen
 
 
