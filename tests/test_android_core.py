@@ -151,7 +151,7 @@ def core_build(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("core_build")
 
 
-def test_java_core_matches_python(golden_dir, core_build):
+def test_java_core_matches_python(core_build, golden_dir):
     result = _run_core(golden_dir, core_build)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -164,7 +164,7 @@ def test_the_digit_case_is_classified_as_its_digit(golden_dir):
     assert top5[0] == "7"
 
 
-def test_golden_tests_fail_on_a_changed_tensor_or_missing_files(golden_dir, core_build, tmp_path):
+def test_golden_tests_fail_on_a_changed_tensor_or_missing_files(core_build, golden_dir, tmp_path):
     corrupt = tmp_path / "corrupt"
     shutil.copytree(golden_dir, corrupt)
     tensor_path = corrupt / "cat_imagenet" / "input.f32"
