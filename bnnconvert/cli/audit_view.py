@@ -32,7 +32,7 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
             row = [q["name"], ", ".join(q["became"]) or "–", verdict, why]
             table.add_row(*row[: len(columns)])
         if len(quantized) > _MAX_ROWS:
-            table.add_row(f"... {len(quantized) - _MAX_ROWS} more (all binary)")
+            table.add_row(f"... {len(quantized) - _MAX_ROWS} more")
         output.stdout.print(table)
     output.stdout.print(
         f"  binary: {summary['became_binary']} of {summary['marked_binary']} layers marked binary, "

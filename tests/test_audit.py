@@ -1,0 +1,335 @@
+"""The export audit on purpose-built tiny models, converted by the real LCE 0.16 converter.
+
+Each case is the smallest model that shows one behaviour; what LCE does with it
+was checked by converting it (see bnnconvert/audit.py's module docstring).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import randomize_batchnorm
+
+from bnnconvert import _tf, models
+from bnnconvert.audit import AuditResult, audit
+from bnnconvert.cli.main import run
+
+SNAPSHOT = Path(__file__).parent / "data" / "audit" / "small_model.md"
+
+
+def _qconv(name: str = "qc", **overrides):
+    options = {
+        "filters": 32,
+        "kernel_size": 3,
+        "padding": "same",
+        "input_quantizer": "ste_sign",
+        "kernel_quantizer": "ste_sign",
+        "kernel_constraint": "weight_clip",
+        "use_bias": False,
+        "name": name,
+    }
+    options.update(overrides)
+    return _tf.larq().layers.QuantConv2D(**options)
+
+
+def _build(body, channels: int = 32, name: str = "m"):
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, channels), name="x")
+    model = keras.Model(x, body(x), name=name)
+    randomize_batchnorm(model)
+    return model
+
+
+def _audit(body, channels: int = 32) -> AuditResult:
+    model = _build(body, channels)
+    with _tf.quiet_native():  # LCE prints its grouped-conv complaint on fd 2
+        flatbuffer = _tf.lce().convert_keras_model(model)
+    return audit(model, flatbuffer)
+
+
+def _errors(result: AuditResult, layer: str = "qc") -> dict[str, str]:
+    return {
+        d.code: d.message for d in result.diagnostics if d.layer == layer and d.severity == "error"
+    }
+
+
+def _quant_dense(x):
+    lq, keras = _tf.larq(), _tf.keras()
+    y = keras.layers.Flatten(name="flat")(x)
+    return lq.layers.QuantDense(
+        16, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False, name="qc"
+    )(y)
+
+
+def _dorefa_input(x):
+    return _qconv(input_quantizer=_tf.larq().quantizers.DoReFa(k_bit=2, mode="activations"))(x)
+
+
+# (builder, input channels, error code, text the reason must contain, text of its fix)
+NOT_BINARY = {
+    "quant_dense": (
+        _quant_dense,
+        32,
+        "quant-dense",
+        "QuantDense has no binary op in LCE",
+        "1x1 QuantConv2D",
+    ),
+    "no_input_quantizer": (
+        lambda x: _qconv(input_quantizer=None)(x),
+        32,
+        "no-input-quantizer",
+        "no input_quantizer: only the weights are binary, the conv runs in float",
+        "input_quantizer",
+    ),
+    "dorefa_input": (
+        _dorefa_input,
+        32,
+        "unsupported-input-quantizer",
+        "DoReFa (input_quantizer) is not supported by LCE",
+        "ste_sign",
+    ),
+    "heaviside_input": (
+        lambda x: _qconv(input_quantizer="ste_heaviside")(x),
+        32,
+        "unsupported-input-quantizer",
+        "SteHeaviside (input_quantizer) is not supported by LCE",
+        "ste_sign",
+    ),
+    "grouped_16_per_group": (
+        lambda x: _qconv(groups=2)(x),
+        32,
+        "grouped-channels",
+        "16 input channels per group (32/2): LCE's binary grouped conv needs a multiple of 32",
+        "groups=1",
+    ),
+    "float_kernel": (
+        lambda x: _qconv(kernel_quantizer=None, kernel_constraint=None)(x),
+        32,
+        "kernel-not-binary",
+        "kernel is not ±1 (per output channel ±alpha) after no kernel_quantizer",
+        "kernel_quantizer ste_sign",
+    ),
+    "ternary_kernel": (
+        lambda x: _qconv(kernel_quantizer="ste_tern")(x),
+        32,
+        "kernel-not-binary",
+        "after SteTern: 3 distinct values (-1, 0, 1)",
+        "kernel_quantizer ste_sign",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NOT_BINARY)
+def test_layer_that_stays_float_gets_its_reason_and_fix(case) -> None:
+    body, channels, code, reason, fix = NOT_BINARY[case]
+    result = _audit(body, channels)
+    [layer] = result.quantized
+    assert layer.marked_binary and not layer.binary
+    assert "LceBconv2d" not in layer.became
+    assert [q.name for q in result.stayed_float] == ["qc"]
+    errors = _errors(result)
+    assert reason in errors[code]
+    assert fix in next(d.fix for d in result.diagnostics if d.code == code)
+
+
+# What LCE 0.16 does binarize although the issue text might suggest otherwise: the
+# kernel is constant-folded, so any quantizer whose output is ±alpha per output
+# channel works, and 32 channels per group is enough for a grouped binary conv.
+BINARY = {
+    "ste_sign": (lambda x: _qconv()(x), 32),
+    "magnitude_aware_sign_kernel": (
+        lambda x: _qconv(kernel_quantizer="magnitude_aware_sign")(x),
+        32,
+    ),
+    "dorefa_1bit_kernel": (
+        lambda x: _qconv(kernel_quantizer=_tf.larq().quantizers.DoReFa(k_bit=1, mode="weights"))(x),
+        32,
+    ),
+    "approx_sign_input": (lambda x: _qconv(input_quantizer="approx_sign")(x), 32),
+    "grouped_32_per_group": (lambda x: _qconv(groups=2, filters=64)(x), 64),
+}
+
+
+@pytest.mark.parametrize("case", BINARY)
+def test_layer_that_becomes_binary_has_no_error(case) -> None:
+    body, channels = BINARY[case]
+    result = _audit(body, channels)
+    [layer] = result.quantized
+    assert layer.binary and layer.became == ["LceBconv2d"]
+    assert not _errors(result)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [({}, True), ({"pad_values": 1.0}, False), ({"padding": "valid"}, False)],
+)
+def test_pad_values_zero_is_noted_only_for_same_padding_with_zeros(overrides, expected) -> None:
+    result = _audit(lambda x: _qconv(**overrides)(x))
+    notes = [d for d in result.diagnostics if d.code == "pad-values-zero"]
+    assert bool(notes) is expected
+    if expected:
+        assert notes[0].severity == "info"
+        assert "pad_values=0 costs a padding correction; pad_values=1 is free" in notes[0].message
+
+
+def test_batch_norms_fused_into_bconv_or_left_before_sign() -> None:
+    keras = _tf.keras()
+
+    def body(x):
+        y = _qconv("qc1")(x)
+        y = keras.layers.BatchNormalization(name="bn_after_conv")(y)
+        y = keras.layers.Activation("relu", name="relu")(y)
+        y = keras.layers.BatchNormalization(name="bn_before_sign")(y)
+        return _qconv("qc2")(y)
+
+    result = _audit(body)
+    outcome = {b.name: b for b in result.batch_norms}
+    assert outcome["bn_after_conv"].outcome == "fused-into-bconv"
+    assert "qc1's LceBconv2d" in outcome["bn_after_conv"].detail
+    assert "post_activation_multiplier" in outcome["bn_after_conv"].detail
+    assert outcome["bn_before_sign"].outcome == "before-sign"
+    assert "before the sign of qc2" in outcome["bn_before_sign"].detail
+    [note] = [d for d in result.diagnostics if d.code == "bn-before-sign"]
+    assert note.layer == "bn_before_sign" and "fold_sign_scale" in note.fix
+
+
+def test_batch_norm_on_a_graph_output_is_traced_through_structure() -> None:
+    keras = _tf.keras()
+    result = _audit(lambda x: keras.layers.BatchNormalization(name="bn")(_qconv()(x)))
+    [bn] = result.batch_norms
+    assert bn.outcome == "fused-into-bconv"
+    mapping = {m.name: m for m in result.layers}
+    assert mapping["bn"].mapped_by == "structure"  # the output tensor has no layer name
+    assert mapping["qc"].mapped_by == "name"
+
+
+def test_dominant_float_layer_is_named_with_its_share() -> None:
+    keras = _tf.keras()
+
+    def body(x):
+        y = keras.layers.Conv2D(64, 3, padding="same", name="big_float")(x)
+        return _qconv()(y)
+
+    result = _audit(body)
+    top = result.float_mac_leaders[0]
+    # big_float: 8*8*64*3*3*32 MACs; qc: 8*8*32*3*3*64 binary MACs -> half each.
+    assert top.layer == "big_float" and top.op_types == ["CONV_2D"]
+    assert top.macs == 8 * 8 * 64 * 9 * 32
+    assert top.share == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("variant", "channels", "binary_layers"),
+    [
+        ("binarydensenet_digits", 1, 9),
+        pytest.param("binarydensenet28", 3, 23, marks=pytest.mark.slow),
+    ],
+)
+def test_clean_binary_densenet_has_no_binary_layer_diagnostic(
+    variant, channels, binary_layers
+) -> None:
+    model = models.binary_densenet(variant, input_shape=(32, 32, channels), num_classes=10)
+    randomize_batchnorm(model)
+    result = audit(model, _tf.lce().convert_keras_model(model))
+    assert len(result.quantized) == binary_layers
+    assert all(q.binary for q in result.quantized)
+    assert not [d for d in result.diagnostics if d.severity == "error"]
+    # Only the two informational notes every published BinaryDenseNet gets.
+    assert {d.code for d in result.diagnostics} <= {"pad-values-zero", "bn-before-sign"}
+    assert result.float_mac_leaders[0].layer.startswith(("stem_conv", "transition"))
+    assert not result.unmapped_ops
+
+
+# --- export wiring: export.json, export.md, --strict --------------------------------------
+
+
+def _save(model, tmp_path: Path) -> Path:
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    return path
+
+
+def _mixed_model():
+    keras = _tf.keras()
+
+    def body(x):
+        y = _qconv("good")(x)
+        y = _qconv("float_in", input_quantizer=None)(y)
+        y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+        return _tf.larq().layers.QuantDense(
+            4, input_quantizer="ste_sign", kernel_quantizer="ste_sign", name="qdense"
+        )(y)
+
+    return _build(body, name="mixed")
+
+
+def test_strict_export_exits_1_naming_the_layers_and_ships_no_model(tmp_path, capsys) -> None:
+    ckpt = _save(_mixed_model(), tmp_path)
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "model.tflite").write_bytes(b"an older export")
+    assert run(["export", str(ckpt), "-o", str(out), "--strict"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "2 layer(s) marked binary did not become LceBconv2d" in err
+    assert "float_in (no-input-quantizer)" in err and "qdense (quant-dense)" in err
+    assert not (out / "model.tflite").exists()
+    assert (out / "model.rejected.tflite").stat().st_size > 0
+    report = json.loads((out / "export.json").read_text())
+    assert report["strict"] == {"passed": False}
+    assert report["audit"]["summary"]["stayed_float"] == ["float_in", "qdense"]
+    assert "**stayed float: float_in, qdense**" in (out / "export.md").read_text()
+
+
+def test_export_without_strict_writes_the_model_and_the_audit(tmp_path, capsys) -> None:
+    ckpt = _save(_mixed_model(), tmp_path)
+    out = tmp_path / "out"
+    assert run(["export", str(ckpt), "-o", str(out)]) == 0
+    human = capsys.readouterr().out
+    assert "why not" in human and "quant-dense" in human
+    assert (out / "model.tflite").exists() and not (out / "model.rejected.tflite").exists()
+    report = json.loads((out / "export.json").read_text())
+    assert "strict" not in report
+    assert report["audit"]["summary"]["became_binary"] == 1
+    markdown = (out / "export.md").read_text()
+    assert markdown.startswith("# Export of mixed for arm64")
+    assert "## Conversion audit: mixed" in markdown
+
+
+def test_strict_export_of_a_clean_model_passes(tmp_path, tiny_bnn) -> None:
+    out = tmp_path / "out"
+    assert run(["export", str(_save(tiny_bnn, tmp_path)), "-o", str(out), "--strict"]) == 0
+    assert json.loads((out / "export.json").read_text())["strict"] == {"passed": True}
+    assert (out / "model.tflite").exists()
+
+
+# --- the Markdown rendering --------------------------------------------------------------
+
+
+def _small_model():
+    keras = _tf.keras()
+
+    def body(x):
+        y = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(x)
+        y = keras.layers.BatchNormalization(name="bn1")(y)
+        y = _qconv("bconv")(y)
+        y = keras.layers.BatchNormalization(name="bn2")(y)
+        y = _qconv("float_in", input_quantizer=None)(y)
+        y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+        return keras.layers.Dense(10, name="head")(y)
+
+    return _build(body, channels=3, name="small")
+
+
+def test_markdown_rendering_matches_the_snapshot() -> None:
+    """Regenerate with BNNCONVERT_UPDATE_SNAPSHOTS=1 after an intended change."""
+    model = _small_model()
+    markdown = audit(model, _tf.lce().convert_keras_model(model)).to_markdown()
+    if os.environ.get("BNNCONVERT_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SNAPSHOT.write_text(markdown)
+    assert markdown == SNAPSHOT.read_text()
