@@ -1,7 +1,7 @@
 """Fuzz :func:`bnnconvert.ir.read` with mutated real models.
 
-Every input must either be accepted (and then also survive ``write`` and a
-second ``read``) or be rejected with ``FlatbufferProblem``; any other
+Every input must either be accepted (and then also survive ``inspect``,
+``write`` and a second ``read``) or be rejected with ``FlatbufferProblem``; any other
 exception is a crash, and any input that takes longer than ``--timeout``
 seconds is a hang. Mutations of real LCE flatbuffers: bit flips, byte
 overwrites, truncation, splicing two models, and int32/int16 writes at the
@@ -36,6 +36,7 @@ from pathlib import Path
 
 from bnnconvert import ir
 from bnnconvert.errors import FlatbufferProblem
+from bnnconvert.inspect import inspect_model, render_markdown
 
 INTERESTING_INT32 = [0, 1, -1, 2, 4, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, -0x80000000, 0x10000]
 
@@ -142,13 +143,17 @@ class Tally:
 
 
 def check_one(data: bytes) -> str:
-    """``accepted`` or ``rejected``; raises on a crash."""
+    """``accepted`` or ``rejected``; raises on a crash.
+
+    An accepted model must also survive ``inspect`` and a ``write`` + ``read``.
+    """
     try:
         model = ir.read(data)
     except FlatbufferProblem as e:
         if "\n" in str(e):
             raise AssertionError(f"multi-line error: {e!r}") from e
         return "rejected"
+    render_markdown(inspect_model(data))
     ir.read(ir.write(model))
     return "accepted"
 

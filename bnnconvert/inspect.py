@@ -49,6 +49,7 @@ class TensorInfo:
 
 @dataclass
 class OpInfo:
+    subgraph: int
     index: int
     type: str
     inputs: list[TensorInfo | None]
@@ -144,10 +145,17 @@ def _per_image(shape: list[int]) -> int:
 
 
 def _count_macs(op: ir.Operator, graph: ir.Subgraph) -> tuple[int, str | None]:
-    if op.opcode not in FLOAT_COMPUTE_OPS + BINARY_COMPUTE_OPS or len(op.inputs) < 2:
+    if (
+        op.opcode not in FLOAT_COMPUTE_OPS + BINARY_COMPUTE_OPS
+        or len(op.inputs) < 2
+        or op.inputs[1] < 0
+        or not op.outputs
+    ):
         return 0, None
     weights = graph.tensors[op.inputs[1]].shape
     out = graph.tensors[op.outputs[0]].shape
+    if any(dim < 0 for dim in weights):
+        return 0, None
     if op.opcode == "LceBconv2d" and len(weights) == 4:
         channels_in = int(op.options.get("channels_in", weights[3] * 32))
         per_group = min(channels_in, weights[3] * 32)
@@ -209,7 +217,7 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
             float_macs += macs if kind == "float" else 0
             inputs = [info(t) for t in op.inputs]
             outputs = [info(t) for t in op.outputs]
-            ops.append(OpInfo(i, op.opcode, inputs, outputs, _options_view(op), macs, kind))
+            ops.append(OpInfo(s, i, op.opcode, inputs, outputs, _options_view(op), macs, kind))
             if kind == "binary":
                 weight = _weight_source(graph, op.inputs[1], graph_ir)
                 if weight is not None:
@@ -307,8 +315,9 @@ def render_markdown(result: InspectResult) -> str:
     lines += ["", "| # | op | inputs | outputs | options | MACs |", "|---:|---|---|---|---|---:|"]
     for op in result.ops:
         macs = f"{op.macs:,} {op.mac_kind}" if op.mac_kind else ""
+        number = f"{op.subgraph}.{op.index}" if result.subgraphs > 1 else str(op.index)
         lines.append(
-            f"| {op.index} | {op.type} | {'<br>'.join(_tensor_cell(t) for t in op.inputs)} "
+            f"| {number} | {op.type} | {'<br>'.join(_tensor_cell(t) for t in op.inputs)} "
             f"| {'<br>'.join(_tensor_cell(t) for t in op.outputs)} "
             f"| {_fmt_options(op.options)} | {macs} |"
         )
