@@ -21,11 +21,24 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from bnnconvert import __version__, _tf, audit, checkpoint, convert, export_report, ir, targets
+from bnnconvert import (
+    __version__,
+    _tf,
+    audit,
+    checkpoint,
+    convert,
+    export_report,
+    ir,
+    metadata,
+    passes,
+    targets,
+)
 from bnnconvert.atomic import write_bytes, write_text
 from bnnconvert.errors import OutputProblem
+from bnnconvert.preprocessing import parse_preprocessing
 
 MODEL_NAME = "model.tflite"
+PREPROCESSING_FILE = "preprocessing.txt"
 REPORT_NAME = "export.json"
 _VERSIONED = ("tensorflow", "tf-keras", "larq", "larq-compute-engine", "flatbuffers", "numpy")
 
@@ -151,6 +164,9 @@ def export(
     num_classes: int | None = None,
     step: Step | None = None,
     strict: bool = False,
+    optimize: passes.OptimizeOptions | None = None,
+    labels: str | Path | None = None,
+    preprocessing: str | None = None,
 ) -> ExportResult:
     """Convert the checkpoint at ``ckpt`` and write ``model.tflite`` + ``export.json``.
 
@@ -164,6 +180,13 @@ def export(
         step: called with a short description as each slow step starts.
         strict: fail if a layer marked binary did not become a binary op; the
             reports are still written and the model as ``model.rejected.tflite``.
+        optimize: graph passes to run (default: the exact ones, see
+            :mod:`bnnconvert.passes`); export.json lists each under ``passes``.
+        labels: label file (one per line) to embed; default ``labels.txt``
+            beside the checkpoint, if there is one.
+        preprocessing: preprocessing spec or preset to embed (see
+            :func:`bnnconvert.preprocessing.parse_preprocessing`); default the
+            contents of ``preprocessing.txt`` beside the checkpoint, if any.
 
     Returns:
         An :class:`ExportResult`; its files are complete on disk.
@@ -181,16 +204,30 @@ def export(
     say("Loading checkpoint")
     loaded = checkpoint.load(ckpt, arch=arch, input_shape=input_shape, num_classes=num_classes)
     keras_model = convert.with_input_shape(loaded.model, input_shape)
+    options = optimize or passes.OptimizeOptions()
+    pass_stats: list[passes.PassStats] = []
+    to_convert = keras_model
+    if options.int8_activations:
+        say("Calibrating int8 ranges for the float layers")
+        to_convert, calibrated = passes.int8_float_layers(keras_model, options, loaded.test_data)
+        pass_stats.append(calibrated)
 
     say(f"Converting with LCE ({preset.lce_target} back end)")
     with _tf.quiet_native():
-        flatbuffer, conversion_seconds = convert.convert(keras_model, preset)
-    graph = ir.read(flatbuffer)
+        flatbuffer, conversion_seconds = convert.convert(to_convert, preset)
     say("Auditing the conversion")
     report = audit.audit(keras_model, flatbuffer)
     failure = export_report.strict_failure(report, out) if strict else None
+    say("Optimizing the graph")
+    lce_bytes = len(flatbuffer)
+    flatbuffer, optimized = passes.optimize(flatbuffer, options)
+    pass_stats += optimized
+    graph = ir.read(flatbuffer)
 
     say("Writing")
+    flatbuffer = _with_metadata(
+        flatbuffer, keras_model.name, preset, loaded.path, labels, preprocessing
+    )
     digest = hashlib.sha256(flatbuffer).hexdigest()
     result = ExportResult(
         model_path=out / MODEL_NAME,
@@ -207,6 +244,8 @@ def export(
         versions=tool_versions(),
     )
     result.extra["audit"] = report.to_dict()
+    result.extra["passes"] = [s.to_dict() for s in pass_stats]
+    result.extra["optimization"] = {"lce_model_bytes": lce_bytes, "model_bytes": len(flatbuffer)}
     if strict:
         result.extra["strict"] = {"passed": failure is None}
     if failure is not None:
@@ -217,6 +256,32 @@ def export(
     if failure is not None:
         raise failure
     return result
+
+
+def _beside(ckpt: Path, name: str) -> Path | None:
+    candidate = (ckpt if ckpt.is_dir() else ckpt.parent) / name
+    return candidate if candidate.is_file() else None
+
+
+def _with_metadata(
+    flatbuffer: bytes,
+    name: str,
+    preset: targets.Target,
+    ckpt: Path,
+    labels: str | Path | None,
+    preprocessing: str | None,
+) -> bytes:
+    """Embed the app-facing metadata (last step: later IR rewrites drop the label zip)."""
+    labels_path = Path(labels) if labels is not None else _beside(ckpt, metadata.LABEL_FILE)
+    if preprocessing is None and (spec_file := _beside(ckpt, PREPROCESSING_FILE)):
+        preprocessing = spec_file.read_text().strip()
+    return metadata.embed_metadata(
+        flatbuffer,
+        name=name,
+        target=preset.name,
+        labels=metadata.load_labels(labels_path) if labels_path else None,
+        preprocessing=parse_preprocessing(preprocessing) if preprocessing else None,
+    )
 
 
 def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult, audit_md: str) -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnnconvert import _tf, atomic, ir
+from bnnconvert import _tf, atomic, ir, metadata
 from bnnconvert.cli.main import run
 from bnnconvert.export import export
+from bnnconvert.preprocessing import parse_preprocessing
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "models" / "digits"
@@ -36,6 +37,16 @@ def test_export_writes_model_and_report(bundled_export) -> None:
     assert report["op_counts"]["LceBconv2d"] == 9
     assert report["versions"]["larq-compute-engine"] == "0.16.0"
     assert sum(report["op_counts"].values()) == len(ir.read(data).subgraphs[0].operators)
+
+
+def test_bundled_export_carries_labels_and_preprocessing(bundled_export) -> None:
+    embedded = metadata.read_metadata(bundled_export.model_path.read_bytes())
+    assert embedded is not None
+    assert embedded["labels"] == [str(digit) for digit in range(10)]
+    assert embedded["model"]["name"] == "binary_densenet_digits"
+    assert embedded["producer"]["target"] == "arm64"
+    spec = parse_preprocessing((BUNDLED / "preprocessing.txt").read_text().strip())
+    assert embedded["preprocessing"]["mean"] == list(spec.mean)
 
 
 def test_bundled_model_predicts_like_keras_on_every_test_sample(bundled_export) -> None:

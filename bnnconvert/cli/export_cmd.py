@@ -33,6 +33,41 @@ def export(
         int | None,
         typer.Option("--num-classes", help="Classes for --arch (default: read from the weights)."),
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Label file to embed (default: labels.txt beside CKPT)."),
+    ] = None,
+    preprocessing: Annotated[
+        str | None,
+        typer.Option(
+            "--preprocessing",
+            help="Preprocessing to embed: a preset (imagenet, digits, unit, symmetric, pixels) "
+            "and/or key=value;... (default: preprocessing.txt beside CKPT). See docs/metadata.md.",
+        ),
+    ] = None,
+    no_optimize: Annotated[
+        bool, typer.Option("--no-optimize", help="Write LCE's converter output unchanged.")
+    ] = False,
+    float_weights: Annotated[
+        str,
+        typer.Option(
+            "--float-weights",
+            help="Storage of float conv/dense weights: fp32, fp16 (DEQUANTIZE) or int8 "
+            "(per-channel, hybrid kernels). Lossy unless fp32.",
+        ),
+    ] = "fp32",
+    int8_activations: Annotated[
+        bool,
+        typer.Option(
+            "--int8-activations",
+            help="Run the float layers in int8 with ranges calibrated on --calibration "
+            "(default: the test split beside CKPT). Lossy.",
+        ),
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help="Calibration inputs: .npz with an array 'x'."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     strict: Annotated[
         bool,
@@ -47,6 +82,13 @@ def export(
     from bnnconvert.cli.audit_view import print_audit_summary
     from bnnconvert.convert import parse_input_shape
     from bnnconvert.export import export as run_export
+    from bnnconvert.passes import OptimizeOptions
+
+    options = OptimizeOptions(
+        float_weights=float_weights, int8_activations=int8_activations, calibration=calibration
+    )
+    if no_optimize:
+        options = options.with_raw_output()
 
     shape = parse_input_shape(input_shape) if input_shape else None
     with output.progress("Starting") as step:
@@ -59,6 +101,9 @@ def export(
             num_classes=num_classes,
             step=step,
             strict=strict,
+            optimize=options,
+            labels=labels,
+            preprocessing=preprocessing,
         )
     if as_json:
         output.print_json(result.to_dict())
@@ -68,8 +113,19 @@ def export(
         f"Exported {result.checkpoint['model_name']} for {result.target.name}: "
         f"{result.model_bytes / 1024:.1f} KiB in {result.conversion_seconds:.1f} s\n"
         f"  ops: {ops}\n"
+        f"  passes: {_passes_line(result.extra['passes'])}\n"
         f"  model:  {result.model_path}\n"
         f"  report: {result.report_path} (+ export.md)",
         highlight=False,
     )
     print_audit_summary(result.extra["audit"])
+
+
+def _passes_line(passes: list[dict]) -> str:
+    """``fold_sign_scale -18/+9 ops, cleanup -8.3 KiB`` (or "none")."""
+    parts = []
+    for entry in passes:
+        ops = f" -{entry['ops_removed']}/+{entry['ops_added']} ops" if entry["ops_removed"] else ""
+        saved = f" {-entry['bytes_saved'] / 1024:+.1f} KiB" if entry["bytes_saved"] else ""
+        parts.append(f"{entry['name']}{ops}{saved}")
+    return ", ".join(parts) or "none (LCE's output as converted)"
