@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -153,13 +154,24 @@ def test_cli_table_and_json(tiny_bnn_tflite, tmp_path, capsys):
 def test_binary_densenet28_matches_published_macs():
     """BinaryDenseNet28 at 224x224: the published 3,587,383,296 binary / 202,484,224 float MACs.
 
-    Those figures count exactly what inspect counts: every binary 3x3 conv (binary),
-    and the 7x7 stem, the three 1x1 transition convs and the 1000-way dense layer
-    (float); batch norm, pooling and concatenation are not counted.
+    Those figures count exactly what inspect counts: the 23 binary 3x3 convs (binary);
+    the 7x7 stride-2 stem (118,013,952), the three 1x1 transition convs after their
+    max pools (56,197,120 + 20,471,808 + 7,225,344) and the dense layer's weights
+    (576 x 1000 = 576,000, bias not counted) (float). Batch norms, pooling,
+    concatenation and the global average pool are not counted.
     """
     from bnnconvert.models import binary_densenet28
 
     data = _tf.lce().convert_keras_model(binary_densenet28())
+    start = time.perf_counter()
+    model = ir.read(data)
+    assert time.perf_counter() - start < 1.0  # ~4 MB of buffers, read as bytes
+    # The full-size model survives the IR round trip bit for bit in the interpreter.
+    x = np.random.default_rng(0).normal(size=(1, 224, 224, 3)).astype(np.float32)
+    outputs = [
+        _tf.lce_interpreter(d, use_indirect_bgemm=True).predict(x) for d in (data, ir.write(model))
+    ]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
     result = inspect_model(data)
     assert result.binary_macs == 3_587_383_296
     assert result.float_macs == 202_484_224
