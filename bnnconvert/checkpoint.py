@@ -147,9 +147,17 @@ def check_config_safe(config: Any, source: Path) -> None:
             )
 
 
-def _keras_error(source: Path, error: Exception) -> CheckpointProblem:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return CheckpointProblem(f"{source}: Keras could not load it: {first[:300]}")
+def _load_checked(path: Path, config: Any) -> Any:
+    """Refuse unsafe configs, then let Keras (safe mode) load ``path``."""
+    check_config_safe(config, path)
+    keras = _tf.keras()
+    _tf.larq()
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        raise CheckpointProblem(f"{path}: Keras could not load it: {first[:300]}") from e
 
 
 def _load_keras_file(path: Path) -> Any:
@@ -160,13 +168,7 @@ def _load_keras_file(path: Path) -> Any:
         raise CheckpointProblem(
             f"{path}: not a valid .keras archive ({e}); save with model.save('model.keras')"
         ) from e
-    check_config_safe(config, path)
-    keras = _tf.keras()
-    _tf.larq()
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:
-        raise _keras_error(path, e) from e
+    return _load_checked(path, config)
 
 
 def _h5_attrs(path: Path) -> tuple[Any | None, bool]:
@@ -198,13 +200,7 @@ def _load_h5_model(path: Path) -> Any:
                 f"{', '.join(models.SPECS)}"
             )
         raise CheckpointProblem(f"{path}: HDF5 file without a Keras model or weights")
-    check_config_safe(config, path)
-    keras = _tf.keras()
-    _tf.larq()
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:
-        raise _keras_error(path, e) from e
+    return _load_checked(path, config)
 
 
 def _load_saved_model(path: Path) -> Any:
@@ -223,13 +219,7 @@ def _load_saved_model(path: Path) -> Any:
         configs = [json.loads(node.metadata) for node in metadata.nodes if node.metadata]
     except Exception as e:
         raise CheckpointProblem(f"{metadata_file}: unreadable Keras metadata ({e})") from e
-    check_config_safe(configs, path)
-    keras = _tf.keras()
-    _tf.larq()
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:
-        raise _keras_error(path, e) from e
+    return _load_checked(path, configs)
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
