@@ -145,7 +145,12 @@ def test_ssh_device_info_push_pull_cleanup(sshd, tmp_path):
     assert not workdir.exists()
 
 
+def _workdirs() -> set[Path]:
+    return set(Path("/tmp").glob("bnnconvert.*"))
+
+
 def test_bench_over_ssh_with_the_python_runner(sshd, tiny_model):
+    before = _workdirs()
     configs = [LCE_DEFAULT, InterpreterConfig(1, indirect_bgemm=True)]
     result = bench(
         [tiny_model],
@@ -164,7 +169,7 @@ def test_bench_over_ssh_with_the_python_runner(sshd, tiny_model):
         assert len(m.samples_us) == 5 and m.first_us > 0 and m.init_us > 0
         assert all(0 < t < 5e6 for t in m.samples_us)
     assert result.models[0].sha256 and result.stop_reason == "runs"
-    assert not list(Path("/tmp").glob(f"bnnconvert.*/{tiny_model.name}"))
+    assert _workdirs() == before  # the remote work directory was removed
 
 
 NASTY_NAMES = [
@@ -208,6 +213,8 @@ def test_injection_named_models_are_harmless_over_ssh(sshd, tmp_path, tiny_bnn_t
 def test_killing_sshd_mid_run_keeps_partial_results(sshd, tiny_model, tmp_path):
     from bnnconvert.bench import write_reports
 
+    before = _workdirs()
+
     def kill_after_three_rounds(text: str) -> None:
         if text.startswith("round 3 ") and sshd.proc.poll() is None:
             sshd.kill()
@@ -233,6 +240,9 @@ def test_killing_sshd_mid_run_keeps_partial_results(sshd, tiny_model, tmp_path):
     assert 3 <= len(samples) < 5000
     assert not result.complete and result.problem
     assert any("could not remove the work directory" in n for n in result.notes)
+    left = _workdirs() - before  # the board vanished before clean-up could run
+    assert len(left) == 1
+    shutil.rmtree(left.pop())
     paths = write_reports(result, tmp_path / "out")
     assert "Incomplete" in paths["md"].read_text()
     assert f"{len(samples)}" in paths["json"].read_text()
