@@ -20,7 +20,9 @@ turns calibrated fake-quant ranges into int8 kernels.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 from bnnconvert import ir
 from bnnconvert.errors import UsageProblem
@@ -28,7 +30,7 @@ from bnnconvert.passes import cleanup, float_weights, fold_sign_scale
 from bnnconvert.passes.float_weights import MODES
 from bnnconvert.passes.stats import PassStats
 
-__all__ = ["MODES", "OptimizeOptions", "PassStats", "optimize"]
+__all__ = ["MODES", "OptimizeOptions", "PassStats", "int8_float_layers", "optimize"]
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,16 @@ class OptimizeOptions:
         fold_sign_scale: fold the affine ops before each sign (exact).
         float_weights: "fp32" (unchanged), "fp16" or "int8" (lossy).
         cleanup: remove dead ops/tensors/buffers and share identical constants (exact).
+        int8_activations: full int8 float layers from calibrated ranges (lossy;
+            applied to the Keras model before conversion, see :func:`int8_float_layers`).
+        calibration: ``.npz`` with calibration inputs ``x`` for ``int8_activations``.
     """
 
     fold_sign_scale: bool = True
     float_weights: str = "fp32"
     cleanup: bool = True
+    int8_activations: bool = False
+    calibration: Path | None = None
 
     def __post_init__(self) -> None:
         if self.float_weights not in MODES:
@@ -51,6 +58,24 @@ class OptimizeOptions:
                 f"Expected --float-weights to be one of {', '.join(MODES)}, "
                 f"got {self.float_weights!r}"
             )
+        if self.calibration is not None and not self.int8_activations:
+            raise UsageProblem(
+                "Expected --calibration only together with --int8-activations; add it or drop "
+                "--calibration"
+            )
+
+    def with_raw_output(self) -> OptimizeOptions:
+        """These options with every pass off (``--no-optimize``): LCE's output as it is.
+
+        Raises:
+            UsageProblem: ``--no-optimize`` combined with a lossy option.
+        """
+        if self.float_weights != "fp32" or self.int8_activations:
+            raise UsageProblem(
+                "Expected --no-optimize alone: it keeps LCE's output as it is, so it cannot "
+                "be combined with --float-weights fp16/int8 or --int8-activations"
+            )
+        return replace(self, fold_sign_scale=False, cleanup=False)
 
     def passes(self) -> list[Callable[[ir.Model], PassStats]]:
         """The enabled passes, in their fixed order."""
@@ -64,6 +89,31 @@ class OptimizeOptions:
         if self.cleanup:
             chosen.append(cleanup.cleanup)
         return chosen
+
+
+def int8_float_layers(
+    keras_model: Any, options: OptimizeOptions, fallback_calibration: Path | None
+) -> tuple[Any, PassStats]:
+    """Apply ``int8_activations`` to a Keras model before conversion.
+
+    Calibrates on ``options.calibration``, else on ``fallback_calibration``
+    (e.g. the test split shipped beside a checkpoint).
+
+    Raises:
+        UsageProblem: no calibration data, or data of the wrong shape.
+    """
+    from bnnconvert.passes import int8_activations
+
+    path = options.calibration or fallback_calibration
+    if path is None:
+        raise UsageProblem(
+            "Expected --calibration PATH with --int8-activations (an .npz with inputs 'x', "
+            "preprocessed like the model's); this checkpoint ships no test split to use instead"
+        )
+    x = int8_activations.load_calibration(path, tuple(keras_model.input_shape[1:]))
+    rebuilt, stats = int8_activations.with_int8_float_layers(keras_model, x)
+    stats.details["calibration"] = str(path)
+    return rebuilt, stats
 
 
 def optimize(
