@@ -29,13 +29,16 @@ from bnnconvert import (
     convert,
     export_report,
     ir,
+    metadata,
     passes,
     targets,
 )
 from bnnconvert.atomic import write_bytes, write_text
 from bnnconvert.errors import OutputProblem
+from bnnconvert.preprocessing import parse_preprocessing
 
 MODEL_NAME = "model.tflite"
+PREPROCESSING_FILE = "preprocessing.txt"
 REPORT_NAME = "export.json"
 _VERSIONED = ("tensorflow", "tf-keras", "larq", "larq-compute-engine", "flatbuffers", "numpy")
 
@@ -162,6 +165,8 @@ def export(
     step: Step | None = None,
     strict: bool = False,
     optimize: passes.OptimizeOptions | None = None,
+    labels: str | Path | None = None,
+    preprocessing: str | None = None,
 ) -> ExportResult:
     """Convert the checkpoint at ``ckpt`` and write ``model.tflite`` + ``export.json``.
 
@@ -177,6 +182,11 @@ def export(
             reports are still written and the model as ``model.rejected.tflite``.
         optimize: graph passes to run (default: the exact ones, see
             :mod:`bnnconvert.passes`); export.json lists each under ``passes``.
+        labels: label file (one per line) to embed; default ``labels.txt``
+            beside the checkpoint, if there is one.
+        preprocessing: preprocessing spec or preset to embed (see
+            :func:`bnnconvert.preprocessing.parse_preprocessing`); default the
+            contents of ``preprocessing.txt`` beside the checkpoint, if any.
 
     Returns:
         An :class:`ExportResult`; its files are complete on disk.
@@ -215,6 +225,9 @@ def export(
     graph = ir.read(flatbuffer)
 
     say("Writing")
+    flatbuffer = _with_metadata(
+        flatbuffer, keras_model.name, preset, loaded.path, labels, preprocessing
+    )
     digest = hashlib.sha256(flatbuffer).hexdigest()
     result = ExportResult(
         model_path=out / MODEL_NAME,
@@ -243,6 +256,32 @@ def export(
     if failure is not None:
         raise failure
     return result
+
+
+def _beside(ckpt: Path, name: str) -> Path | None:
+    candidate = (ckpt if ckpt.is_dir() else ckpt.parent) / name
+    return candidate if candidate.is_file() else None
+
+
+def _with_metadata(
+    flatbuffer: bytes,
+    name: str,
+    preset: targets.Target,
+    ckpt: Path,
+    labels: str | Path | None,
+    preprocessing: str | None,
+) -> bytes:
+    """Embed the app-facing metadata (last step: later IR rewrites drop the label zip)."""
+    labels_path = Path(labels) if labels is not None else _beside(ckpt, metadata.LABEL_FILE)
+    if preprocessing is None and (spec_file := _beside(ckpt, PREPROCESSING_FILE)):
+        preprocessing = spec_file.read_text().strip()
+    return metadata.embed_metadata(
+        flatbuffer,
+        name=name,
+        target=preset.name,
+        labels=metadata.load_labels(labels_path) if labels_path else None,
+        preprocessing=parse_preprocessing(preprocessing) if preprocessing else None,
+    )
 
 
 def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult, audit_md: str) -> None:

@@ -33,6 +33,18 @@ def export(
         int | None,
         typer.Option("--num-classes", help="Classes for --arch (default: read from the weights)."),
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Label file to embed (default: labels.txt beside CKPT)."),
+    ] = None,
+    preprocessing: Annotated[
+        str | None,
+        typer.Option(
+            "--preprocessing",
+            help="Preprocessing to embed: a preset (imagenet, digits, unit, symmetric, pixels) "
+            "and/or key=value;... (default: preprocessing.txt beside CKPT). See docs/metadata.md.",
+        ),
+    ] = None,
     no_optimize: Annotated[
         bool, typer.Option("--no-optimize", help="Write LCE's converter output unchanged.")
     ] = False,
@@ -90,6 +102,8 @@ def export(
             step=step,
             strict=strict,
             optimize=options,
+            labels=labels,
+            preprocessing=preprocessing,
         )
     if as_json:
         output.print_json(result.to_dict())
