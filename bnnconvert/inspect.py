@@ -144,6 +144,15 @@ def _per_image(shape: list[int]) -> int:
     return n
 
 
+def _bconv_channels(op: ir.Operator, filter_shape: list[int]) -> int:
+    """Input channels per group of a bconv: ``channels_in``, capped by the packed filter depth."""
+    packed = filter_shape[-1] * 32 if filter_shape else 0
+    channels_in = op.options.get("channels_in")
+    if not isinstance(channels_in, int) or isinstance(channels_in, bool) or channels_in < 0:
+        return packed
+    return min(channels_in, packed)
+
+
 def _count_macs(op: ir.Operator, graph: ir.Subgraph) -> tuple[int, str | None]:
     if (
         op.opcode not in FLOAT_COMPUTE_OPS + BINARY_COMPUTE_OPS
@@ -157,9 +166,7 @@ def _count_macs(op: ir.Operator, graph: ir.Subgraph) -> tuple[int, str | None]:
     if any(dim < 0 for dim in weights):
         return 0, None
     if op.opcode == "LceBconv2d" and len(weights) == 4:
-        channels_in = int(op.options.get("channels_in", weights[3] * 32))
-        per_group = min(channels_in, weights[3] * 32)
-        return _per_image(out) * weights[1] * weights[2] * per_group, "binary"
+        return _per_image(out) * weights[1] * weights[2] * _bconv_channels(op, weights), "binary"
     if op.opcode == "CONV_2D" and len(weights) == 4:
         return _per_image(out) * weights[1] * weights[2] * weights[3], "float"
     if op.opcode == "DEPTHWISE_CONV_2D" and len(weights) == 4:
@@ -169,17 +176,19 @@ def _count_macs(op: ir.Operator, graph: ir.Subgraph) -> tuple[int, str | None]:
     return 0, None
 
 
-def _weight_source(graph: ir.Subgraph, tensor_index: int, model: ir.Model) -> int | None:
+def _weight_source(
+    graph: ir.Subgraph, tensor_index: int, model: ir.Model, producers: dict[int, int]
+) -> int | None:
     """The constant behind an op input, looking through one DEQUANTIZE."""
     if tensor_index < 0:
         return None
     if model.buffers[graph.tensors[tensor_index].buffer]:
         return tensor_index
-    producer = ir.producer(graph, tensor_index)
+    producer = producers.get(tensor_index)
     if producer is not None and graph.operators[producer].opcode == "DEQUANTIZE":
-        source = graph.operators[producer].inputs[0]
-        if model.buffers[graph.tensors[source].buffer]:
-            return source
+        inputs = graph.operators[producer].inputs
+        if inputs and inputs[0] >= 0 and model.buffers[graph.tensors[inputs[0]].buffer]:
+            return inputs[0]
     return None
 
 
@@ -202,7 +211,9 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
     binary_weights, other = WeightGroup(), WeightGroup()
     float_weights: dict[str, WeightGroup] = {}
     role: dict[tuple[int, int], str] = {}  # (subgraph, tensor) -> "binary" / "float"
+    binary_channels: dict[tuple[int, int], int] = {}  # (subgraph, filter) -> channels per group
     for s, graph in enumerate(graph_ir.subgraphs):
+        producers = {t: i for i, op in enumerate(graph.operators) for t in op.outputs}
 
         def info(t: int, graph: ir.Subgraph = graph) -> TensorInfo | None:
             if t < 0:
@@ -219,12 +230,14 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
             outputs = [info(t) for t in op.outputs]
             ops.append(OpInfo(s, i, op.opcode, inputs, outputs, _options_view(op), macs, kind))
             if kind == "binary":
-                weight = _weight_source(graph, op.inputs[1], graph_ir)
+                weight = _weight_source(graph, op.inputs[1], graph_ir, producers)
                 if weight is not None:
                     role[s, weight] = "binary"
+                    shape = graph.tensors[op.inputs[1]].shape
+                    binary_channels[s, weight] = _bconv_channels(op, shape)
             elif kind == "float":
                 for t in op.inputs[1:3]:
-                    weight = _weight_source(graph, t, graph_ir)
+                    weight = _weight_source(graph, t, graph_ir, producers)
                     if weight is not None:
                         role.setdefault((s, weight), "float")
         for t, tensor in enumerate(graph.tensors):
@@ -237,7 +250,7 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
                 params = 1
                 for dim in tensor.shape[:-1]:
                     params *= dim
-                params *= _binary_channels(graph, t)
+                params *= binary_channels[s, t]
             else:
                 group = float_weights.setdefault(tensor.dtype, WeightGroup()) if kind else other
                 params = tensor.num_elements
@@ -260,15 +273,6 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
         metadata={k: _metadata_view(v) for k, v in graph_ir.metadata.items()},
         subgraphs=len(graph_ir.subgraphs),
     )
-
-
-def _binary_channels(graph: ir.Subgraph, filter_index: int) -> int:
-    """Input channels per group that a bitpacked filter's last axis holds."""
-    words = graph.tensors[filter_index].shape[-1]
-    for op in graph.operators:
-        if op.opcode == "LceBconv2d" and len(op.inputs) > 1 and op.inputs[1] == filter_index:
-            return min(int(op.options.get("channels_in", words * 32)), words * 32)
-    return words * 32
 
 
 def _tensor_cell(t: TensorInfo | None) -> str:

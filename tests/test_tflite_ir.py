@@ -275,3 +275,28 @@ def test_read_is_fast_on_large_buffers(tiny_bnn_tflite):
     start = time.perf_counter()
     ir.read(data)
     assert time.perf_counter() - start < 1.0
+
+
+def test_model_built_from_scratch_runs():
+    """A graph made only with the IR helpers (50 chained ADDs of 1) loads and computes 50."""
+    model = ir.Model(subgraphs=[ir.Subgraph()])
+    graph = model.subgraphs[0]
+    previous = ir.add_tensor(model, graph, "x", [1, 4], "float32")
+    one = ir.add_tensor(model, graph, "one", [4], "float32", np.ones(4, np.float32))
+    for i in range(50):
+        out = ir.add_tensor(model, graph, f"sum{i}", [1, 4], "float32")
+        add = ir.Operator("ADD", [previous, one], [out], {"fused_activation_function": 0})
+        add.options_type = "AddOptions"
+        graph.operators.append(add)
+        previous = out
+    graph.inputs, graph.outputs = [0], [previous]
+    data = ir.write(model)
+    again = ir.read(data)
+    assert again.subgraphs[0].tensors == graph.tensors
+    assert again.subgraphs[0].operators[0].options == {  # omitted options take schema defaults
+        "fused_activation_function": 0,
+        "pot_scale_int16": True,
+    }
+    np.testing.assert_array_equal(
+        predict(data, np.zeros((1, 4), np.float32)), np.full((1, 4), 50.0)
+    )

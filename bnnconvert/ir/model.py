@@ -60,7 +60,8 @@ class Operator:
     """One op. ``opcode`` is a builtin name ("CONV_2D") or a custom code ("LceBconv2d").
 
     ``options`` holds builtin options by their schema.fbs field name (enum values as
-    ints; ``options_type`` names the options table, e.g. "Conv2DOptions") or, for
+    ints; ``options_type`` names the options table, e.g. "Conv2DOptions"; fields left
+    out are written with the schema's defaults) or, for
     custom ops, the decoded flexbuffers map. ``raw_custom_options`` keeps custom
     options that are not a flexbuffers map of scalars, written back unchanged.
     """
