@@ -135,8 +135,8 @@ def _decode_model(d: _Decoder) -> tuple[Model, list[tuple[str, int]]]:
     model.description = d.text(root.Description())
 
     d.where = "operator codes"
-    opcodes = [_decode_opcode(d, root.OperatorCodes(i)) for i in
-               range(d.count(root.OperatorCodesLength(), "operator codes"))]  # fmt: skip
+    n_opcodes = d.count(root.OperatorCodesLength(), "operator codes")
+    opcodes = [_decode_opcode(d, root.OperatorCodes(i)) for i in range(n_opcodes)]
 
     d.where = "buffers"
     n_buffers = d.count(root.BuffersLength(), "buffers")

@@ -52,6 +52,11 @@ def _int32s(values: list[int]) -> np.ndarray:
 
 
 def _tensor(tensor: Tensor) -> Any:
+    if tensor.dtype not in DTYPE_CODES:
+        raise ValueError(
+            f"tensor {tensor.name!r} has dtype {tensor.dtype!r}; expected one of "
+            f"{', '.join(DTYPE_CODES)}"
+        )
     out = fb.TensorT()
     out.shape = _int32s(tensor.shape)
     out.type = DTYPE_CODES[tensor.dtype]
