@@ -30,20 +30,27 @@ LCE_OPTIONS: dict[str, tuple[str, ...]] = {
 
 Scalar = bool | int | float | str
 
+# LCE's maps have at most 8 keys in ~200 bytes; anything far larger stays raw bytes.
+_MAX_DECODED_BYTES = 4096
+_MAX_DECODED_KEYS = 64
+
 
 def decode_custom_options(raw: bytes) -> dict[str, Scalar] | None:
     """Decode a flexbuffers map of scalars; None if ``raw`` is anything else.
 
-    Only a flat map is decoded: nested vectors and maps could be a DAG whose
-    expansion is exponential in the size of the bytes.
+    Only small flat maps are decoded: nested vectors and maps could be a DAG
+    whose expansion is exponential in the size of the bytes, and the
+    flexbuffers reader copies the rest of the buffer to find each key's end.
     """
+    if len(raw) > _MAX_DECODED_BYTES:
+        return None
     try:
         root = flexbuffers.GetRoot(bytes(raw))
         if not root.IsMap:
             return None
         mapping = root.AsMap
         n = len(mapping)
-        if n > len(raw):
+        if n > _MAX_DECODED_KEYS:
             return None
         keys, values = mapping.Keys, mapping.Values
         out: dict[str, Scalar] = {}

@@ -194,7 +194,7 @@ def _decode_subgraph(
     for i in range(d.count(graph.TensorsLength(), "tensors")):
         d.where = f"tensor {i} of subgraph {index}"
         out.tensors.append(_decode_tensor(d, graph.Tensors(i)))
-    options_cache: dict[tuple[int, int, int], tuple[str | None, dict[str, Any]]] = {}
+    options_cache: dict[Any, Any] = {}  # options table position or custom bytes -> decoded
     for i in range(d.count(graph.OperatorsLength(), "operators")):
         d.where = f"operator {i} of subgraph {index}"
         out.operators.append(_decode_operator(d, graph.Operators(i), opcodes, options_cache))
@@ -242,7 +242,7 @@ def _decode_operator(
     d: _Decoder,
     op: Any,
     opcodes: list[tuple[str, int]],
-    cache: dict[tuple[int, int, int], tuple[str | None, dict[str, Any]]],
+    cache: dict[Any, Any],
 ) -> Operator:
     index = op.OpcodeIndex()
     if index >= len(opcodes):
@@ -271,11 +271,13 @@ def _decode_operator(
     if raw:
         if not out.is_custom:
             raise d.fail(f"builtin operator {name} has custom options")
-        decoded = decode_custom_options(raw)
+        if raw not in cache:  # the same options bytes are decoded once
+            cache[raw] = decode_custom_options(raw)
+        decoded = cache[raw]
         if decoded is None:
             out.raw_custom_options = raw
         else:
-            out.options = decoded
+            out.options = dict(decoded)
     return out
 
 
