@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def predict(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
+    # Importing LCE's interpreter imports TensorFlow; set it up for Keras 2 first, or a
+    # later _tf.keras() in the same process finds Keras 3 (reported to the lead).
+    _tf.tensorflow()
     return np.asarray(_tf.lce_interpreter(flatbuffer).predict(x))
 
 
@@ -300,3 +303,50 @@ def test_model_built_from_scratch_runs():
     np.testing.assert_array_equal(
         predict(data, np.zeros((1, 4), np.float32)), np.full((1, 4), 50.0)
     )
+
+
+def single_op_model(opcode: str, x_shape: list[int], x_dtype: str, y_shape, y_dtype) -> bytes:
+    model = ir.Model(subgraphs=[ir.Subgraph()])
+    graph = model.subgraphs[0]
+    x = ir.add_tensor(model, graph, "x", x_shape, x_dtype)
+    y = ir.add_tensor(model, graph, "y", y_shape, y_dtype)
+    graph.operators.append(ir.Operator(opcode, [x], [y]))
+    graph.inputs, graph.outputs = [x], [y]
+    return ir.write(model)
+
+
+@pytest.mark.parametrize("channels", [1, 31, 32, 33, 70])
+def test_pack_bits_matches_lce_quantize(channels):
+    """LCE's own LceQuantize kernel packs exactly as pack_bits; LceDequantize as unpack_bits."""
+    words = ir.packed_words(channels)
+    x = np.random.default_rng(channels).normal(size=(1, 2, 3, channels)).astype(np.float32)
+    x[0, 0, 0, 0] = 0.0  # zero packs as +1
+    quantize = single_op_model(
+        "LceQuantize", [1, 2, 3, channels], "float32", [1, 2, 3, words], "int32"
+    )
+    np.testing.assert_array_equal(predict(quantize, x), ir.pack_bits(x))
+    dequantize = single_op_model(
+        "LceDequantize", [1, 2, 3, words], "int32", [1, 2, 3, channels], "float32"
+    )
+    np.testing.assert_array_equal(
+        predict(dequantize, ir.pack_bits(x)), ir.unpack_bits(ir.pack_bits(x), channels)
+    )
+
+
+def test_bmaxpool_options_round_trip(tmp_path):
+    """MaxPool before a binary conv's quantizer becomes LceBMaxPool2d; its options decode."""
+    keras, lq = _tf.keras(), _tf.larq()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same")(inp)
+    x = keras.layers.MaxPool2D(2)(x)
+    x = lq.layers.QuantConv2D(
+        32, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False
+    )(x)
+    data = _tf.lce().convert_keras_model(keras.Model(inp, x))
+    model = ir.read(data)
+    (pool,) = [op for op in model.subgraphs[0].operators if op.opcode == "LceBMaxPool2d"]
+    ir.check_lce_options("LceBMaxPool2d", pool.options)
+    assert (pool.options["filter_height"], pool.options["stride_width"]) == (2, 2)
+    images = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_array_equal(predict(ir.write(model), images), predict(data, images))
