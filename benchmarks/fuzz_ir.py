@@ -10,8 +10,9 @@ corrupt value does the most damage). Deterministic for a given ``--seed``.
 
     .venv/bin/python benchmarks/fuzz_ir.py --inputs 100000 --processes 2
 
-Seed models: the given ``--model`` files, else a small BNN converted on the
-spot (TensorFlow is imported once, in the parent process). Crashing and
+Seed models: the given ``--model`` files, else the bundled digits BNN and a
+small BinaryDenseNet converted on the spot (TensorFlow is imported once, in
+the parent process). Crashing and
 hanging inputs are saved under ``--out`` for reproduction. Exits 1 on any
 crash or hang.
 
@@ -189,12 +190,13 @@ def run_chunk(args: tuple[list[Seed], int, int, float, str]) -> Tally:
 
 
 def default_seeds() -> list[bytes]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import make_tiny_bnn
+    """The bundled trained digits BNN, and a small untrained BinaryDenseNet, converted by LCE."""
+    from bnnconvert import _tf, checkpoint, models
 
-    from bnnconvert import _tf
-
-    return [_tf.lce().convert_keras_model(make_tiny_bnn(input_shape=(16, 16, 3)))]
+    root = Path(__file__).resolve().parents[1]
+    trained = checkpoint.load(root / "models/digits/model.keras").model
+    small = models.binary_densenet("binarydensenet_digits", input_shape=(16, 16, 1), num_classes=4)
+    return [bytes(_tf.lce().convert_keras_model(m)) for m in (trained, small)]
 
 
 def run_atheris(seeds: list[Seed], runs: int, timeout: float, seed: int) -> int:
