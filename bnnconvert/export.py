@@ -222,6 +222,7 @@ def export(
     lce_bytes = len(flatbuffer)
     flatbuffer, optimized = passes.optimize(flatbuffer, options)
     pass_stats += optimized
+    optimized_bytes = len(flatbuffer)
     graph = ir.read(flatbuffer)
 
     say("Writing")
@@ -245,7 +246,10 @@ def export(
     )
     result.extra["audit"] = report.to_dict()
     result.extra["passes"] = [s.to_dict() for s in pass_stats]
-    result.extra["optimization"] = {"lce_model_bytes": lce_bytes, "model_bytes": len(flatbuffer)}
+    result.extra["optimization"] = {
+        "lce_model_bytes": lce_bytes,
+        "optimized_model_bytes": optimized_bytes,
+    }
     if strict:
         result.extra["strict"] = {"passed": failure is None}
     if failure is not None:
