@@ -108,7 +108,7 @@ def latency(variants: dict[str, bytes], x: np.ndarray, rounds: int, threads: int
             start = time.perf_counter()
             interpreters[k].predict(sample)
             times[k].append((time.perf_counter() - start) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.quantiles(v, n=4) for k, v in times.items()}  # q1, median, q3
 
 
 def accuracy(variants: dict[str, bytes], x: np.ndarray, y: np.ndarray) -> dict:
@@ -134,7 +134,8 @@ def main() -> None:
     for name in args.models:
         print(f"# {name}", file=sys.stderr, flush=True)
         variants, x, y = build_variants(name, args.variants)
-        medians = latency(variants, x, args.rounds, args.threads)
+        quartiles = latency(variants, x, args.rounds, args.threads)
+        stock_ms = quartiles["stock"][1]
         rows = {}
         for k, fb in variants.items():
             model = ir.read(fb)
@@ -142,8 +143,9 @@ def main() -> None:
             rows[k] = {
                 "bytes": len(fb),
                 "size_ratio": len(fb) / len(variants["stock"]),
-                "median_ms": medians[k],
-                "latency_ratio": medians[k] / medians["stock"],
+                "median_ms": quartiles[k][1],
+                "iqr_ms": [quartiles[k][0], quartiles[k][2]],
+                "latency_ratio": quartiles[k][1] / stock_ms,
                 "pre_sign_muls": pre_sign_muls(model),
                 "ops": dict(ops.most_common()),
             }
@@ -160,7 +162,7 @@ def render(name: str, rows: dict, args: argparse.Namespace) -> str:
     lines = [
         f"\n## {name} (LCE interpreter, indirect bgemm, {args.threads} thread(s), "
         f"median of {args.rounds} interleaved runs)\n",
-        "| variant | size KiB | size × stock | median ms | latency × stock | pre-sign MUL "
+        "| variant | size KiB | size × stock | median ms (IQR) | latency × stock | pre-sign MUL "
         "| top-1 | agree | ops |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -170,6 +172,7 @@ def render(name: str, rows: dict, args: argparse.Namespace) -> str:
         agree = f"{100 * r['agree_with_stock']:.1f} %" if "top1" in r else "–"
         lines.append(
             f"| {k} | {r['bytes'] / 1024:.1f} | {r['size_ratio']:.3f} | {r['median_ms']:.2f} "
+            f"({r['iqr_ms'][0]:.2f}–{r['iqr_ms'][1]:.2f}) "
             f"| {r['latency_ratio']:.3f} | {r['pre_sign_muls']} | {top1} | {agree} | {ops} |"
         )
     return "\n".join(lines)
