@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bnnconvert.cli import bench_cmd, export_cmd, inspect_cmd
+from bnnconvert.cli import bench_cmd, export_cmd, inspect_cmd, validate_cmd
 from bnnconvert.cli.output import error
 from bnnconvert.errors import BnnConvertError
 
@@ -43,6 +43,7 @@ def _global(
 app.command("export")(export_cmd.export)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("bench")(bench_cmd.bench)
+app.command("validate")(validate_cmd.validate)
 
 
 def run(argv: list[str] | None = None) -> int:
