@@ -1,0 +1,118 @@
+"""``validate``: parity on the bundled model, planted faults found and named, photos at 224."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import randomize_batchnorm
+
+from bnnconvert import _tf, checkpoint, convert, ir, models, targets
+from bnnconvert.cli.main import run
+from bnnconvert.errors import CheckFailed
+from bnnconvert.validate import validate
+
+BUNDLED = Path("models/digits")
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    loaded = checkpoint.load(BUNDLED)
+    flatbuffer, _ = convert.convert(loaded.model, targets.target("arm64"))
+    return loaded.model, flatbuffer
+
+
+def test_bundled_model_validates(bundled, tmp_path):
+    keras_model, flatbuffer = bundled
+    path = tmp_path / "model.tflite"
+    path.write_bytes(flatbuffer)
+    result = validate(BUNDLED, path, keras_model=keras_model, workers=2)
+    assert result.passed, result.failures
+    assert result.samples == 360
+    assert result.top1_agreement == 1.0
+    assert result.keras_accuracy == result.flatbuffer_accuracy > 0.98
+    assert result.max_abs_error < 1e-4
+
+
+def plant(flatbuffer: bytes, layer: str, fault: str) -> bytes:
+    """Break ``layer``'s LceBconv2d: flip channel 5's filter bits, or scale its multiplier."""
+    model = ir.read(flatbuffer)
+    graph = model.subgraphs[0]
+    op = next(
+        op
+        for op in graph.operators
+        if op.opcode == "LceBconv2d" and f"/{layer}/" in graph.tensors[op.outputs[0]].name
+    )
+    if fault == "filter":
+        filters = ir.tensor_array(model, graph, op.inputs[1]).copy()
+        filters[5] = ~filters[5]
+        ir.set_tensor_array(model, graph, op.inputs[1], filters)
+    else:
+        multiplier = ir.tensor_array(model, graph, op.inputs[2]).copy()
+        multiplier[5] *= 1.5
+        # The converter shares one multiplier tensor between convs: give this one its own.
+        op.inputs[2] = ir.add_tensor(
+            model, graph, "planted_multiplier", [32], "float32", multiplier
+        )
+    return ir.write(model)
+
+
+@pytest.mark.parametrize(
+    ("layer", "fault"), [("block2_layer2_bconv", "filter"), ("block1_layer3_bconv", "multiplier")]
+)
+def test_planted_fault_is_found_and_named(bundled, tmp_path, layer, fault):
+    keras_model, flatbuffer = bundled
+    path = tmp_path / "broken.tflite"
+    path.write_bytes(plant(flatbuffer, layer, fault))
+    result = validate(BUNDLED, path, keras_model=keras_model, samples=24)
+    assert not result.passed
+    first = result.first_divergence
+    assert first is not None and first.keras_layer == layer
+    assert first.cause == "fault"
+    assert "LceBconv2d" in first.ops
+    assert first.flipped_signs == 0.0  # its input is intact: the fault is in the conv
+    with pytest.raises(CheckFailed, match=f"first divergence at Keras layer {layer}"):
+        validate(BUNDLED, path, keras_model=keras_model, samples=24, raise_on_fail=True)
+
+
+def test_cli_exit_codes(bundled, tmp_path, capsys):
+    _, flatbuffer = bundled
+    good, bad = tmp_path / "good.tflite", tmp_path / "bad.tflite"
+    good.write_bytes(flatbuffer)
+    bad.write_bytes(plant(flatbuffer, "block1_layer1_bconv", "filter"))
+    assert run(["validate", str(BUNDLED), str(good), "--samples", "8"]) == 0
+    assert "PASS: 8 samples" in capsys.readouterr().out
+    assert run(["validate", str(BUNDLED), str(bad), "--samples", "8"]) == 1
+    captured = capsys.readouterr()
+    assert "first divergence at block1_layer1_bconv" in captured.err
+    assert run(["validate", str(BUNDLED), str(good), "--samples", "0"]) == 2
+
+
+def test_npz_data_and_bad_data(bundled, tmp_path):
+    keras_model, flatbuffer = bundled
+    path = tmp_path / "model.tflite"
+    path.write_bytes(flatbuffer)
+    x = np.random.default_rng(0).uniform(0, 1, (5, 32, 32, 1)).astype(np.float32)
+    np.savez(tmp_path / "random.npz", x=x)
+    result = validate(BUNDLED, path, data=tmp_path / "random.npz", keras_model=keras_model)
+    assert result.passed and result.keras_accuracy is None and result.samples == 5
+    np.savez(tmp_path / "wrong.npz", x=x[:, :16])
+    from bnnconvert.errors import UsageProblem
+
+    with pytest.raises(UsageProblem, match=r"expected x of shape \(N, 32, 32, 1\)"):
+        validate(BUNDLED, path, data=tmp_path / "wrong.npz", keras_model=keras_model)
+
+
+@pytest.mark.slow
+def test_imagenet_size_binary_densenet_on_photos(tmp_path):
+    keras_model = models.binary_densenet28(input_shape=(224, 224, 3), num_classes=1000)
+    randomize_batchnorm(keras_model, 28)
+    flatbuffer = bytes(_tf.lce().convert_keras_model(keras_model))
+    path = tmp_path / "bdn28.tflite"
+    path.write_bytes(flatbuffer)
+    result = validate(tmp_path, path, keras_model=keras_model, samples=3, layers=True)
+    assert result.data == "scikit-image photographs"
+    assert result.top1_agreement == 1.0
+    assert result.passed, (result.failures, result.notes)
+    assert len(result.layers) > 50
