@@ -167,6 +167,7 @@ def export(
     optimize: passes.OptimizeOptions | None = None,
     labels: str | Path | None = None,
     preprocessing: str | None = None,
+    validate_samples: int = 8,
 ) -> ExportResult:
     """Convert the checkpoint at ``ckpt`` and write ``model.tflite`` + ``export.json``.
 
@@ -187,6 +188,8 @@ def export(
         preprocessing: preprocessing spec or preset to embed (see
             :func:`bnnconvert.preprocessing.parse_preprocessing`); default the
             contents of ``preprocessing.txt`` beside the checkpoint, if any.
+        validate_samples: inputs for the quick parity check recorded under
+            ``validation`` (:func:`bnnconvert.validate.quick_check`); 0 skips it.
 
     Returns:
         An :class:`ExportResult`; its files are complete on disk.
@@ -250,6 +253,12 @@ def export(
         "lce_model_bytes": lce_bytes,
         "optimized_model_bytes": optimized_bytes,
     }
+    if validate_samples > 0:
+        say("Checking parity with the Keras model")
+        from bnnconvert.validate import quick_check
+
+        parity = quick_check(keras_model, flatbuffer, loaded.test_data, samples=validate_samples)
+        result.extra["validation"] = parity.to_dict()
     if strict:
         result.extra["strict"] = {"passed": failure is None}
     if failure is not None:

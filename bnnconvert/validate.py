@@ -243,30 +243,76 @@ def validate(
     with InterpreterRun(flatbuffer, x, kernel=kernel, workers=workers, progress=progress) as run:
         if keras_model is None:
             keras_model = checkpoint.load(ckpt).model
-        keras_shape = tuple(keras_model.input_shape[1:])
-        if keras_shape != input_shape:
-            raise UsageProblem(
-                f"Expected the checkpoint's input shape {keras_shape} to match the model's "
-                f"{input_shape}; export with --input-shape {','.join(map(str, keras_shape))}"
-            )
-        keras_out = _keras_predict(keras_model, x)
-        fb_out = run.result()
-    result = compare_outputs(keras_out, fb_out, y)
+        result = _compare(keras_model, fb_model, x, y, run, layers=layers)
     result.model_path, result.checkpoint, result.data, result.kernel = (
         str(model_path),
         str(ckpt),
         source,
         kernel,
     )
+    result.seconds = time.perf_counter() - started
+    if raise_on_fail and not result.passed:
+        raise CheckFailed(_failure_line(result))
+    return result
+
+
+def _compare(
+    keras_model: Any,
+    fb_model: ir.Model,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    run: InterpreterRun,
+    *,
+    layers: bool,
+) -> ValidationResult:
+    """Run Keras on ``x`` (while ``run`` works), compare, localize if needed."""
+    graph = fb_model.subgraphs[0]
+    input_shape = tuple(graph.tensors[graph.inputs[0]].shape[1:])
+    keras_shape = tuple(keras_model.input_shape[1:])
+    if keras_shape != input_shape:
+        raise UsageProblem(
+            f"Expected the checkpoint's input shape {keras_shape} to match the model's "
+            f"{input_shape}; export with --input-shape {','.join(map(str, keras_shape))}"
+        )
+    keras_out = _keras_predict(keras_model, x)
+    fb_out = run.result()
+    result = compare_outputs(keras_out, fb_out, y)
     mismatched = np.flatnonzero(~_within(keras_out, fb_out, ATOL, RTOL))
     if layers or not result.passed:
         pick = mismatched[:4] if mismatched.size else np.arange(min(4, len(x)))
         result.layers = localize(keras_model, fb_model, x[pick])
         result.first_divergence = next((r for r in result.layers if not r.within_tolerance), None)
         _explain(result)
+    return result
+
+
+def quick_check(
+    keras_model: Any,
+    flatbuffer: bytes,
+    test_data: Path | None,
+    *,
+    samples: int = 8,
+    kernel: str = "indirect",
+) -> ValidationResult:
+    """A few samples through both sides, for ``export``'s report.
+
+    Uses the test split if there is one, sample photographs for ImageNet-size
+    models, and otherwise seeded uniform [0, 1) inputs (``data`` says which).
+    """
+    started = time.perf_counter()
+    fb_model = ir.read(flatbuffer)
+    graph = fb_model.subgraphs[0]
+    input_shape = tuple(graph.tensors[graph.inputs[0]].shape[1:])
+    try:
+        x, y, source = load_data(None, test_data, fb_model, input_shape)
+    except UsageProblem:
+        x = np.random.default_rng(0).uniform(0, 1, (samples, *input_shape)).astype(np.float32)
+        y, source = None, "random uniform [0, 1) inputs"
+    x, y = x[:samples], (y[:samples] if y is not None else None)
+    with InterpreterRun(flatbuffer, x, kernel=kernel, workers=1) as run:
+        result = _compare(keras_model, fb_model, x, y, run, layers=False)
+    result.data, result.kernel = source, kernel
     result.seconds = time.perf_counter() - started
-    if raise_on_fail and not result.passed:
-        raise CheckFailed(_failure_line(result))
     return result
 
 

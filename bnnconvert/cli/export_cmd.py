@@ -69,6 +69,9 @@ def export(
         typer.Option("--calibration", help="Calibration inputs: .npz with an array 'x'."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Skip the quick parity check (8 samples).")
+    ] = False,
     strict: Annotated[
         bool,
         typer.Option(
@@ -104,6 +107,7 @@ def export(
             optimize=options,
             labels=labels,
             preprocessing=preprocessing,
+            validate_samples=0 if no_validate else 8,
         )
     if as_json:
         output.print_json(result.to_dict())
@@ -119,6 +123,14 @@ def export(
         highlight=False,
     )
     print_audit_summary(result.extra["audit"])
+    if "validation" in result.extra:
+        parity = result.extra["validation"]
+        verdict = "passed" if parity["passed"] else "FAILED (run bnnconvert validate --layers)"
+        output.stdout.print(
+            f"  parity: {verdict}: {parity['samples']} samples, top-1 agreement "
+            f"{parity['top1_agreement']:.0%}, max abs error {parity['max_abs_error']:.3g}",
+            highlight=False,
+        )
 
 
 def _passes_line(passes: list[dict]) -> str:
