@@ -79,7 +79,7 @@ KERNELS = {
     "default": {},
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "motorcycle_left")
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 """scikit-image sample photographs used for ImageNet-size models without data."""
 _PARALLEL_MIN_SAMPLES = 32  # below this, starting worker processes costs more than it saves
 
