@@ -11,7 +11,8 @@ For each model, converts once with LCE, then builds the variants
 and measures, in the LCE interpreter with one runtime configuration for all
 (``use_indirect_bgemm=True``, 1 thread by default), the latency of one
 inference: runs are interleaved (one of each variant per round, the order
-rotating every round) and the median is reported with its ratio to stock.
+rotating every round) and the median is reported, with the median over rounds of the per-round
+ratio to stock (robust to load drifting on a shared machine).
 Also: model size, pre-sign MULs, op histogram; for the bundled model, top-1
 accuracy and agreement with stock on its test split.
 
@@ -93,7 +94,10 @@ def build_variants(name: str, wanted: list[str]) -> tuple[dict[str, bytes], np.n
     return variants, x, y
 
 
-def latency(variants: dict[str, bytes], x: np.ndarray, rounds: int, threads: int) -> dict:
+def latency(
+    variants: dict[str, bytes], x: np.ndarray, rounds: int, threads: int
+) -> dict[str, list[float]]:
+    """Milliseconds per inference, per variant, one entry per round."""
     interpreters = {
         k: _tf.lce_interpreter(fb, num_threads=threads, use_indirect_bgemm=True)
         for k, fb in variants.items()
@@ -108,7 +112,7 @@ def latency(variants: dict[str, bytes], x: np.ndarray, rounds: int, threads: int
             start = time.perf_counter()
             interpreters[k].predict(sample)
             times[k].append((time.perf_counter() - start) * 1e3)
-    return {k: statistics.quantiles(v, n=4) for k, v in times.items()}  # q1, median, q3
+    return times
 
 
 def accuracy(variants: dict[str, bytes], x: np.ndarray, y: np.ndarray) -> dict:
@@ -134,8 +138,8 @@ def main() -> None:
     for name in args.models:
         print(f"# {name}", file=sys.stderr, flush=True)
         variants, x, y = build_variants(name, args.variants)
-        quartiles = latency(variants, x, args.rounds, args.threads)
-        stock_ms = quartiles["stock"][1]
+        times = latency(variants, x, args.rounds, args.threads)
+        quartiles = {k: statistics.quantiles(v, n=4) for k, v in times.items()}  # q1, median, q3
         rows = {}
         for k, fb in variants.items():
             model = ir.read(fb)
@@ -145,7 +149,11 @@ def main() -> None:
                 "size_ratio": len(fb) / len(variants["stock"]),
                 "median_ms": quartiles[k][1],
                 "iqr_ms": [quartiles[k][0], quartiles[k][2]],
-                "latency_ratio": quartiles[k][1] / stock_ms,
+                # Median over rounds of (variant / stock in the same round): robust to
+                # load that drifts on a shared machine.
+                "latency_ratio": statistics.median(
+                    t / s for t, s in zip(times[k], times["stock"], strict=True)
+                ),
                 "pre_sign_muls": pre_sign_muls(model),
                 "ops": dict(ops.most_common()),
             }
@@ -162,8 +170,8 @@ def render(name: str, rows: dict, args: argparse.Namespace) -> str:
     lines = [
         f"\n## {name} (LCE interpreter, indirect bgemm, {args.threads} thread(s), "
         f"median of {args.rounds} interleaved runs)\n",
-        "| variant | size KiB | size × stock | median ms (IQR) | latency × stock | pre-sign MUL "
-        "| top-1 | agree | ops |",
+        "| variant | size KiB | size × stock | median ms (IQR) | latency × stock (paired) "
+        "| pre-sign MUL | top-1 | agree | ops |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for k, r in rows.items():
