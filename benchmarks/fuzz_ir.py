@@ -140,6 +140,7 @@ class Tally:
     crashed: int = 0
     hung: int = 0
     slowest: float = 0.0
+    slowest_input: str = ""  # "CHUNK_SEED:N kind", for --replay
     problems: list[str] = field(default_factory=list)
 
 
@@ -178,7 +179,8 @@ def run_chunk(args: tuple[list[Seed], int, int, float, str]) -> Tally:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - start
-        tally.slowest = max(tally.slowest, elapsed)
+        if elapsed > tally.slowest:
+            tally.slowest, tally.slowest_input = elapsed, f"{seed}:{n} {kind}"
         if outcome == "hung" or elapsed > timeout:
             outcome = "hung"
             tally.problems.append(f"{kind}: took {elapsed:.2f} s")
@@ -197,6 +199,18 @@ def default_seeds() -> list[bytes]:
     trained = checkpoint.load(root / "models/digits/model.keras").model
     small = models.binary_densenet("binarydensenet_digits", input_shape=(16, 16, 1), num_classes=4)
     return [bytes(_tf.lce().convert_keras_model(m)) for m in (trained, small)]
+
+
+def replay(seeds: list[Seed], which: str) -> int:
+    """Regenerate input N of the chunk seeded CHUNK_SEED, run it and time it."""
+    chunk_seed, n = (int(part) for part in which.split(":"))
+    rng = random.Random(chunk_seed)
+    for _ in range(n + 1):
+        kind, data = mutate(rng, seeds)
+    start = time.perf_counter()
+    outcome = check_one(data)
+    print(f"{which} {kind}: {outcome} in {time.perf_counter() - start:.3f} s ({len(data)} bytes)")
+    return 0
 
 
 def run_atheris(seeds: list[Seed], runs: int, timeout: float, seed: int) -> int:
@@ -242,11 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per input")
     parser.add_argument("--model", type=Path, action="append", help="seed model (repeatable)")
     parser.add_argument("--out", default="fuzz-findings")
+    parser.add_argument("--replay", metavar="CHUNK_SEED:N", help="rerun one input and time it")
     parser.add_argument("--atheris", action="store_true", help="coverage-guided, one process")
     args = parser.parse_args(argv)
 
     raw = [p.read_bytes() for p in args.model] if args.model else default_seeds()
     seeds = [Seed(d, table_offsets(d)) for d in raw]
+    if args.replay:
+        return replay(seeds, args.replay)
     if args.atheris:
         return run_atheris(seeds, args.inputs, args.timeout, args.seed)
     chunks = max(args.processes * 8, 1)
@@ -261,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     for t in tallies:
         for name in ("accepted", "rejected", "crashed", "hung"):
             setattr(total, name, getattr(total, name) + getattr(t, name))
-        total.slowest = max(total.slowest, t.slowest)
+        if t.slowest > total.slowest:
+            total.slowest, total.slowest_input = t.slowest, t.slowest_input
         total.problems += t.problems
     n = total.accepted + total.rejected + total.crashed + total.hung
     print(f"seed models: {len(seeds)} ({', '.join(f'{len(s.data)} B' for s in seeds)})")
@@ -271,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {n} | {total.accepted} | {total.rejected} | {total.crashed} | {total.hung} "
         f"| {total.slowest:.3f} s | {n / elapsed:.0f} | {args.processes} |"
     )
+    print(f"slowest input: {total.slowest_input} ({total.slowest:.3f} s; --replay to rerun it)")
     last_lines = Counter(p.strip().splitlines()[-1] for p in total.problems)
     for line, count in last_lines.most_common(20):
         print(f"{count:6d}  {line}", file=sys.stderr)
