@@ -305,10 +305,12 @@ def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult, audit_md:
     """
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob(f".{MODEL_NAME}.*.tmp"):
-            stale.unlink()
+        model_names = (MODEL_NAME, export_report.REJECTED_MODEL_NAME)
+        for name in (*model_names, REPORT_NAME, export_report.MARKDOWN_NAME):
+            for stale in out.glob(f".{name}.*.tmp"):  # left by a killed export
+                stale.unlink()
         write_bytes(result.model_path, flatbuffer)
-        for other in (MODEL_NAME, export_report.REJECTED_MODEL_NAME):
+        for other in model_names:
             if out / other != result.model_path:
                 (out / other).unlink(missing_ok=True)
         report = result.to_dict()
