@@ -116,3 +116,56 @@ def test_imagenet_size_binary_densenet_on_photos(tmp_path):
     assert result.top1_agreement == 1.0
     assert result.passed, (result.failures, result.notes)
     assert len(result.layers) > 50
+
+
+def make_border_tie_bnn():
+    """Binary conv -> untrained batch norm (fused bias exactly 0) -> binary conv, 16x16.
+
+    Zero-padded border pixels of the first binary conv sum to exactly 0;
+    Keras signs them +1, LCE's reference kernel (and the reference executor)
+    agree, and LCE's optimised kernels land a hair below zero (DESIGN.md,
+    "Ties at zero"), so the second conv's input signs flip at the borders.
+    """
+    keras = _tf.keras()
+    lq = _tf.larq()
+    keras.utils.set_random_seed(3)
+    binary = {
+        "padding": "same",
+        "input_quantizer": "ste_sign",
+        "kernel_quantizer": "ste_sign",
+        "kernel_constraint": "weight_clip",
+        "use_bias": False,
+    }
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.BatchNormalization(name="bn_stem")(x)
+    x = lq.layers.QuantConv2D(32, 3, name="bconv_a", **binary)(x)
+    x = keras.layers.BatchNormalization(name="bn_untrained")(x)
+    x = lq.layers.QuantConv2D(32, 3, name="bconv_b", **binary)(x)
+    x = keras.layers.Flatten()(x)  # no pooling: a flipped border sign shows in the output
+    x = keras.layers.Dense(10)(x)
+    model = keras.Model(inp, keras.layers.Activation("softmax", dtype="float32")(x))
+    randomize_batchnorm(model, 3)
+    untrained = model.get_layer("bn_untrained")  # gamma 1, beta 0, mean 0, variance 1
+    untrained.set_weights([np.full(32, v, "float32") for v in (1.0, 0.0, 0.0, 1.0)])
+    return model
+
+
+def test_tie_flips_in_the_interpreter_are_localized_as_ties(tmp_path):
+    """The reference executor agrees with Keras here; the localization must then use
+    the interpreter's own intermediates and name the tie, not report an unexplained fault."""
+    keras_model = make_border_tie_bnn()
+    path = tmp_path / "ties.tflite"
+    path.write_bytes(bytes(_tf.lce().convert_keras_model(keras_model)))
+    x = np.random.default_rng(0).uniform(0, 1, (6, 16, 16, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    common = {"data": tmp_path / "x.npz", "keras_model": keras_model, "workers": 0}
+    result = validate(tmp_path, path, kernel="indirect", **common)
+    assert result.samples_within_tolerance < 1.0  # the interpreter really differs
+    first = result.first_divergence
+    assert first is not None and first.keras_layer == "bconv_b", result.notes
+    assert first.cause == "ties"
+    assert first.flipped_signs and first.flipped_signs == first.flipped_at_ties
+    assert any("LCE's interpreter (indirect kernel)" in note for note in result.notes)
+    exact = validate(tmp_path, path, kernel="reference", **common)
+    assert exact.passed and exact.max_abs_error < 1e-5
