@@ -1,14 +1,20 @@
 """Validation throughput for BinaryDenseNet28 at 224x224, and reference-executor agreement.
 
-    .venv/bin/python benchmarks/validate_throughput.py [--samples 64] [--workers 2]
+    .venv/bin/python benchmarks/validate_throughput.py [--samples 64] [--repeats 3]
+        [--workers 1,2,0] [--seed 1]
 
-Builds BinaryDenseNet28 (224x224, 1000 classes) with random but realistic
-batch-norm statistics, converts it with LCE, and prints:
+Builds BinaryDenseNet28 (224x224, 1000 classes; Keras weights seeded, batch
+norms randomised by ``models.randomize_batchnorm`` so that repeated runs check
+the same model), converts it with LCE, and prints:
 
-1. throughput (samples/s) of ``validate`` end to end (Keras + LCE interpreter
-   in worker processes), next to its parts: Keras alone, the stock LCE
-   interpreter in one process (indirect and default kernels), and the
-   interpreter in the worker pool;
+1. throughput (samples/s) of ``validate`` end to end for each ``--workers``
+   value (the first is the default on this machine), next to its parts: Keras
+   alone (all cores, as validate runs it), the stock LCE interpreter in one
+   process (indirect and default kernels) and in the worker pool, and the
+   ceiling those parts allow on this machine: Keras and the interpreter
+   sharing every core perfectly, ``1 / (1/keras + 1/(cores * lce))``. Each
+   figure is the median of ``--repeats`` rounds; rounds interleave the rows
+   (the machine is shared and noisy);
 2. the numpy reference executor against the LCE interpreter at full size:
    every intermediate tensor for one photo (integer tensors bit for bit),
    end-to-end outputs for all photos, and its time per sample.
@@ -17,52 +23,47 @@ batch-norm statistics, converts it with LCE, and prints:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from bnnconvert import _tf, ir, models, reference
 from bnnconvert.preprocessing import PRESETS
-from bnnconvert.validate import InterpreterRun, _keras_predict, _photos, validate
+from bnnconvert.validate import InterpreterRun, _keras_predict, _photos, default_workers, validate
+
+KERAS = "Keras alone (batches of 16, all cores)"
+LCE = "LCE interpreter alone, 1 process, indirect kernel"
 
 
-def randomize_batchnorm(model, seed: int) -> None:
-    keras = _tf.keras()
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.get_weights()[0].shape[0]
-            sign = rng.choice([-1.0, 1.0], size=n, p=[0.2, 0.8])
-            layer.set_weights(
-                [
-                    (sign * rng.uniform(0.5, 1.5, n)).astype("float32"),
-                    rng.normal(0.0, 0.3, n).astype("float32"),
-                    rng.normal(0.0, 0.5, n).astype("float32"),
-                    rng.uniform(0.5, 2.0, n).astype("float32"),
-                ]
-            )
-
-
-def timed(fn, repeats: int = 1) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--workers", default=None, help="comma-separated worker counts for validate rows"
+    )
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    default = default_workers()
+    worker_counts = (
+        [int(w) for w in args.workers.split(",")] if args.workers else sorted({default, 2, 0})
+    )
 
+    keras = _tf.keras()
+    keras.utils.set_random_seed(args.seed)
     keras_model = models.binary_densenet28(input_shape=(224, 224, 3), num_classes=1000)
-    randomize_batchnorm(keras_model, 28)
+    models.randomize_batchnorm(keras_model, 28)
     flatbuffer = bytes(_tf.lce().convert_keras_model(keras_model))
     photos = _photos(PRESETS["imagenet"], (224, 224, 3))
     rng = np.random.default_rng(0)
@@ -71,44 +72,76 @@ def main() -> None:
          for i in range(args.samples)]
     )  # fmt: skip
     n = len(x)
+    cores = len(os.sched_getaffinity(0))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(flatbuffer)
         np.savez(Path(tmp) / "data.npz", x=x)
-        _keras_predict(keras_model, x[:2])  # trace once
-        rows = []
-        result = None
+        _keras_predict(keras_model, x[:16])  # trace once
+        results = {}
 
-        def end_to_end() -> None:
-            nonlocal result
-            result = validate(
-                tmp, path, data=Path(tmp) / "data.npz", keras_model=keras_model,
-                workers=args.workers,
-            )  # fmt: skip
+        def end_to_end(workers: int) -> Callable[[], object]:
+            def go() -> None:
+                results[workers] = validate(
+                    tmp, path, data=Path(tmp) / "data.npz", keras_model=keras_model,
+                    workers=workers,
+                )  # fmt: skip
 
-        rows.append(("validate end to end (Keras + LCE pool)", timed(end_to_end)))
-        rows.append(("Keras alone (batches of 16)", timed(lambda: _keras_predict(keras_model, x))))
+            return go
+
         sub = x[: max(4, n // 8)]
-        for kernel, options in (("indirect", {"use_indirect_bgemm": True}), ("default", {})):
-            interpreter = _tf.lce_interpreter(flatbuffer, **options)
-            per = timed(lambda i=interpreter: [i.predict(s[None]) for s in sub]) / len(sub)
-            rows.append((f"stock LCE interpreter, 1 process, {kernel} kernel", per * n))
+        interpreters = {
+            kernel: _tf.lce_interpreter(flatbuffer, **options)
+            for kernel, options in (("indirect", {"use_indirect_bgemm": True}), ("default", {}))
+        }
 
-        def pool() -> None:
-            with InterpreterRun(flatbuffer, x, workers=args.workers) as run:
-                run.result()
+        def lce_alone(kernel: str) -> Callable[[], object]:
+            interpreter = interpreters[kernel]
+            return lambda: [interpreter.predict(s[None]) for s in sub]
 
-        rows.append((f"LCE interpreter, {args.workers} worker processes (indirect)", timed(pool)))
+        def pool(workers: int) -> Callable[[], object]:
+            def go() -> None:
+                with InterpreterRun(flatbuffer, x, workers=workers) as run:
+                    run.result()
 
-    print(f"BinaryDenseNet28 224x224, {n} samples, {args.workers} workers\n")
-    print(f"| {'what':58} | samples/s | ratio to validate |")
-    print(f"|{'-' * 60}|-----------|-------------------|")
-    base = rows[0][1]
-    for name, seconds in rows:
-        print(f"| {name:58} | {n / seconds:9.1f} | {base / seconds:17.2f} |")
-    assert result is not None
-    print(f"\nvalidate: {result.summary()}")
+            return go
+
+        rows: list[tuple[str, Callable[[], object], int]] = []  # (label, work, samples it does)
+        for w in worker_counts:
+            how = "in process, after Keras" if w == 0 else f"{w} interpreter worker process(es)"
+            mark = " [default]" if w == default else ""
+            rows.append((f"validate end to end, {how}{mark}", end_to_end(w), n))
+        rows += [
+            (KERAS, lambda: _keras_predict(keras_model, x), n),
+            (LCE, lce_alone("indirect"), len(sub)),
+            ("LCE interpreter alone, 1 process, default kernel", lce_alone("default"), len(sub)),
+            (f"LCE interpreter alone, {cores} worker processes", pool(cores), n),
+        ]
+        rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+        for _ in range(args.repeats):
+            for label, work, done in rows:
+                rates[label].append(done / seconds(work))
+
+    median = {label: statistics.median(r) for label, r in rates.items()}
+    keras_rate, lce_rate = median[KERAS], median[LCE]
+    ceiling = 1.0 / (1.0 / keras_rate + 1.0 / (cores * lce_rate))
+    print(f"BinaryDenseNet28 224x224, {n} samples, {cores} cores, medians of {args.repeats} rounds")
+    print()
+    print(f"| {'what':62} | samples/s | rounds |")
+    print(f"|{'-' * 64}|-----------|--------|")
+    for label, value in median.items():
+        spread = ", ".join(f"{r:.1f}" for r in rates[label])
+        print(f"| {label:62} | {value:9.1f} | {spread} |")
+    print(
+        f"| {'ceiling: Keras + LCE sharing all cores perfectly':62} | {ceiling:9.1f} | "
+        f"1/(1/{keras_rate:.1f} + 1/({cores}*{lce_rate:.1f})) |"
+    )
+    for w, result in results.items():
+        print(f"\nvalidate (workers={w}): {result.summary()}")
+        print(f"  of its {result.seconds:.1f} s, localization {result.localization_seconds:.1f} s")
+        for note in result.notes:
+            print(f"  {note}")
 
     # Reference executor vs the LCE interpreter at full size.
     model = ir.read(flatbuffer)

@@ -26,6 +26,29 @@ model's metadata says (:mod:`bnnconvert.metadata`) or, without metadata,
 resized to the input and scaled to [0, 1]. ImageNet-size models (3 channels,
 at least 64 px) without data are checked on photographs that scikit-image
 ships, with the ImageNet preprocessing of the published BinaryDenseNets.
+
+Two cores. Keras runs in this process (all cores, batches of 16) while LCE's
+interpreter runs in worker processes that load its compiled extension without
+TensorFlow (:func:`default_workers`: one per CPU but one). Keras is the slower
+side: on BinaryDenseNet28 at 224 px on this project's 2-core machine, Keras
+alone does 9-17 samples/s and LCE's indirect kernel 14-21 per process, so no
+schedule reaches 20 samples/s there; ``benchmarks/validate_throughput.py``
+prints the parts and the ceiling they allow.
+
+Reproducibility. Keras (TensorFlow 2.21 with oneDNN, CPU) was checked to be
+bit for bit reproducible on BinaryDenseNet28 at 224 px with randomised batch
+norms: across runs and processes, batch sizes 1/4/8/16, one or two intra-op
+threads, with ``enable_op_determinism()``, and under CPU contention; with
+``TF_ENABLE_ONEDNN_OPTS=0`` outputs move by ~5e-6 and then depend on the
+batch size (~6e-8), so oneDNN stays on. What does differ is the
+interpreter's float rounding against Keras: a sign input within rounding of
+zero can flip (deterministically) and the flip propagates. Untrained or
+randomised test models built without a fixed seed differ on every run, and so
+do their near-ties, which made repeated runs look like Keras noise. The
+reference executor rounds like Keras more often than LCE's optimised kernels
+do, so when it finds no divergence although the outputs differ,
+localization is repeated on the interpreter's own intermediates (same
+kernel) and such flips are named as ties.
 """
 
 from __future__ import annotations
@@ -139,6 +162,7 @@ class ValidationResult:
     layers: list[LayerReport] = field(default_factory=list)
     first_divergence: LayerReport | None = None
     seconds: float = 0.0
+    localization_seconds: float = 0.0
 
     @property
     def samples_per_second(self) -> float:
@@ -157,6 +181,7 @@ class ValidationResult:
         }
         data["samples_per_second"] = round(self.samples_per_second, 2)
         data["seconds"] = round(self.seconds, 3)
+        data["localization_seconds"] = round(self.localization_seconds, 3)
         data["layers"] = [layer.to_dict() for layer in self.layers]
         data["first_divergence"] = (
             self.first_divergence.to_dict() if self.first_divergence else None
@@ -280,6 +305,7 @@ def _compare(
     result = compare_outputs(keras_out, fb_out, y)
     mismatched = np.flatnonzero(~_within(keras_out, fb_out, ATOL, RTOL))
     if layers or not result.passed:
+        started = time.perf_counter()
         pick = mismatched[:4] if mismatched.size else np.arange(min(4, len(x)))
         result.layers = localize(keras_model, fb_model, x[pick])
         result.first_divergence = next((r for r in result.layers if not r.within_tolerance), None)
@@ -297,6 +323,7 @@ def _compare(
                     f"below come from LCE's interpreter ({run.kernel} kernel), whose outputs "
                     "were compared"
                 )
+        result.localization_seconds = time.perf_counter() - started
         _explain(result)
     return result
 
@@ -352,8 +379,8 @@ def _explain(result: ValidationResult) -> None:
     flips = ""
     if first.flipped_signs is not None:
         flips = (
-            f", {first.flipped_signs:.3%} of its input signs flipped "
-            f"({first.flipped_at_ties:.3%} at ties)"
+            f", {_share(first.flipped_signs)} of its input signs flipped "
+            f"({_share(first.flipped_at_ties or 0.0)} at ties)"
         )
     result.notes.append(
         f"first divergence: Keras layer {first.keras_layer} -> {', '.join(first.ops)} "
@@ -856,13 +883,18 @@ def _interpreter_values(
     return dict(zip(tensors, outputs, strict=True))
 
 
+def _share(fraction: float) -> str:
+    """A percentage that keeps one flipped sign in millions visible (not ``0.000%``)."""
+    return f"{100 * fraction:.3g}%"
+
+
 def render_layers(reports: Sequence[LayerReport]) -> list[str]:
     """Plain text lines for a layer table (for the CLI)."""
     lines = []
     for r in reports:
         flips = ""
         if r.flipped_signs is not None:
-            flips = f"  flips {r.flipped_signs:.3%} (ties {r.flipped_at_ties:.3%})"
+            flips = f"  flips {_share(r.flipped_signs)} (ties {_share(r.flipped_at_ties or 0.0)})"
         lines.append(
             f"{r.cause:5}  {r.keras_layer:32} {'+'.join(r.ops):40} "
             f"max abs {r.max_abs_error:.3g}  cos {r.cosine:.6f}{flips}"

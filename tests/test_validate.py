@@ -106,6 +106,7 @@ def test_npz_data_and_bad_data(bundled, tmp_path):
 
 @pytest.mark.slow
 def test_imagenet_size_binary_densenet_on_photos(tmp_path):
+    _tf.keras().utils.set_random_seed(28)  # one model, not a new random one per run
     keras_model = models.binary_densenet28(input_shape=(224, 224, 3), num_classes=1000)
     randomize_batchnorm(keras_model, 28)
     flatbuffer = bytes(_tf.lce().convert_keras_model(keras_model))
