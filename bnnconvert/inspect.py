@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bnnconvert import ir
+from bnnconvert import ir, metadata
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
 
 FLOAT_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -80,6 +80,7 @@ class InspectResult:
     float_equivalent_bytes: int
     metadata: dict[str, str]  # name -> short decoded view
     subgraphs: int = 1
+    model_info: dict[str, str] = field(default_factory=dict)  # bnnconvert metadata, summarised
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -257,6 +258,7 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
             group.tensors += 1
             group.parameters += params
             group.bytes += size
+    model_info, notes = _model_info(graph_ir)
     float_equivalent = len(data) - binary_weights.bytes + 4 * binary_weights.parameters
     histogram = Counter(op.type for op in ops)
     return InspectResult(
@@ -272,7 +274,24 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
         float_equivalent_bytes=float_equivalent,
         metadata={k: _metadata_view(v) for k, v in graph_ir.metadata.items()},
         subgraphs=len(graph_ir.subgraphs),
+        model_info=model_info,
+        notes=notes,
     )
+
+
+def _model_info(model: ir.Model) -> tuple[dict[str, str], list[str]]:
+    """The ``bnnconvert`` metadata entry summarised, or a note saying why it cannot be."""
+    try:
+        found = metadata.read_metadata(model)
+        return (metadata.summary(found) if found is not None else {}), []
+    except FlatbufferProblem as e:
+        return {}, [str(e)]
+    # A JSON entry of the wrong shape (missing keys, wrong types) from another tool.
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return {}, [
+            f"the {metadata.NAME!r} metadata entry lacks fields bnnconvert writes "
+            f"({type(e).__name__}: {e}); re-export the model to refresh it"
+        ]
 
 
 def _tensor_cell(t: TensorInfo | None) -> str:
@@ -313,9 +332,13 @@ def render_markdown(result: InspectResult) -> str:
         ("other constants", result.other_constants),
     ):
         lines.append(f"| {name} | {g.tensors} | {g.parameters:,} | {g.bytes:,} |")
+    if result.model_info:
+        lines += ["", "| model | |", "|---|---|"]
+        lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in result.model_info.items()]
     if result.metadata:
         lines += ["", "| metadata | value |", "|---|---|"]
         lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in result.metadata.items()]
+    lines += [f"\nnote: {note}" for note in result.notes]
     lines += ["", "| # | op | inputs | outputs | options | MACs |", "|---:|---|---|---|---|---:|"]
     for op in result.ops:
         macs = f"{op.macs:,} {op.mac_kind}" if op.mac_kind else ""

@@ -177,3 +177,30 @@ def test_binary_densenet28_matches_published_macs():
     assert result.float_macs == 202_484_224
     assert result.op_histogram["LceBconv2d"] == 6 + 6 + 6 + 5
     assert result.binary_weights.tensors == 23
+
+
+def test_bnnconvert_metadata_is_summarised(tiny_bnn_tflite):
+    from bnnconvert import metadata
+
+    data = metadata.embed_metadata(tiny_bnn_tflite, name="tiny", target="arm64")
+    result = inspect_model(data)
+    assert result.model_info["model"] == "tiny v1"
+    assert "target arm64" in result.model_info["producer"]
+    assert result.notes == []
+    assert "| model | tiny v1 |" in render_markdown(result)
+
+
+@pytest.mark.parametrize(
+    ("entry", "note"),
+    [
+        (b"\xff not json", "Expected UTF-8 JSON"),
+        (b'{"schema_version": 1, "model": 5}', "lacks fields bnnconvert writes"),
+    ],
+)
+def test_malformed_bnnconvert_metadata_is_a_note(tiny_bnn_tflite, entry, note):
+    model = ir.read(tiny_bnn_tflite)
+    model.metadata["bnnconvert"] = entry
+    result = inspect_model(ir.write(model))
+    assert result.model_info == {}
+    assert len(result.notes) == 1 and note in result.notes[0]
+    assert result.binary_macs == BCONV_MACS  # the rest of the report is still there
