@@ -10,9 +10,9 @@ corrupt value does the most damage). Deterministic for a given ``--seed``.
 
     .venv/bin/python benchmarks/fuzz_ir.py --inputs 100000 --processes 2
 
-Seed models: the given ``--model`` files, else the bundled digits BNN and a
-small BinaryDenseNet converted on the spot (TensorFlow is imported once, in
-the parent process). Crashing and
+Seed models: the given ``--model`` files, else the bundled digits BNN (with
+bnnconvert metadata embedded) and a small BinaryDenseNet, converted on the
+spot (TensorFlow is imported once, in the parent process). Crashing and
 hanging inputs are saved under ``--out`` for reproduction. Exits 1 on any
 crash or hang.
 
@@ -192,14 +192,20 @@ def run_chunk(args: tuple[list[Seed], int, int, float, str]) -> Tally:
 
 
 def default_seeds() -> list[bytes]:
-    """The bundled trained digits BNN, and a small untrained BinaryDenseNet, converted by LCE."""
-    from bnnconvert import _tf, checkpoint, models
+    """The bundled digits BNN (with bnnconvert metadata and labels) and a small BinaryDenseNet."""
+    from bnnconvert import _tf, checkpoint, metadata, models
 
-    root = Path(__file__).resolve().parents[1]
-    trained = checkpoint.load(root / "models/digits/model.keras").model
+    digits = Path(__file__).resolve().parents[1] / "models/digits"
+    trained = bytes(_tf.lce().convert_keras_model(checkpoint.load(digits / "model.keras").model))
+    trained = metadata.embed_metadata(
+        trained,
+        name="digits",
+        target="arm64",
+        labels=metadata.load_labels(digits / "labels.txt"),
+    )
     _tf.keras().utils.set_random_seed(0)  # the same seed bytes on every run, for --replay
     small = models.binary_densenet("binarydensenet_digits", input_shape=(16, 16, 1), num_classes=4)
-    return [bytes(_tf.lce().convert_keras_model(m)) for m in (trained, small)]
+    return [trained, bytes(_tf.lce().convert_keras_model(small))]
 
 
 def replay(seeds: list[Seed], which: str) -> int:
