@@ -113,6 +113,7 @@ def lce_interpreter(
     use_xnnpack: bool = False,
 ) -> object:
     """Build LCE's Python interpreter for ``flatbuffer`` (x86_64 wheel)."""
+    tensorflow()  # LCE's package imports TensorFlow: make sure it gets Keras 2
     with quiet_native():
         from larq_compute_engine.tflite.python.interpreter import (
             Interpreter,
