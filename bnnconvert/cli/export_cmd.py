@@ -117,9 +117,7 @@ def export(
         f"Exported {result.checkpoint['model_name']} for {result.target.name}: "
         f"{result.model_bytes / 1024:.1f} KiB in {result.conversion_seconds:.1f} s\n"
         f"  ops: {ops}\n"
-        f"  passes: {_passes_line(result.extra['passes'])}\n"
-        f"  model:  {result.model_path}\n"
-        f"  report: {result.report_path} (+ export.md)",
+        f"  passes: {_passes_line(result.extra['passes'])}",
         highlight=False,
     )
     print_audit_summary(result.extra["audit"])
@@ -131,6 +129,10 @@ def export(
             f"{parity['top1_agreement']:.0%}, max abs error {parity['max_abs_error']:.3g}",
             highlight=False,
         )
+    output.stdout.print(
+        f"  model:  {result.model_path}\n  report: {result.report_path} (+ export.md)",
+        highlight=False,
+    )
 
 
 def _passes_line(passes: list[dict]) -> str:
