@@ -140,6 +140,25 @@ class AuditResult:
     diagnostics: list[Diagnostic]
     unmapped_ops: list[dict[str, Any]] = field(default_factory=list)
 
+    def record_folding(self, folded: int, left_alone: int) -> None:
+        """Say in the ``bn-before-sign`` findings what our fold pass did about them.
+
+        ``folded`` / ``left_alone``: chains the ``fold_sign_scale`` pass rewrote
+        or skipped in this export (see its entry in ``passes``).
+        """
+        notes = [d for d in self.diagnostics if d.code == "bn-before-sign"]
+        if not notes or folded == 0:
+            return
+        if left_alone == 0:
+            fix = f"done: {_FOLD_PASS} folded every one into a per-channel threshold ADD"
+        else:
+            fix = (
+                f"{_FOLD_PASS} folded {folded} such chains and left {left_alone} alone "
+                "(see its skipped reasons under passes)"
+            )
+        for d in notes:
+            d.fix = fix
+
     @property
     def stayed_float(self) -> list[QuantizedLayer]:
         """Layers marked binary (a quantized layer with quantizers) that did not become binary."""

@@ -35,6 +35,7 @@ from bnnconvert import (
 )
 from bnnconvert.atomic import write_bytes, write_text
 from bnnconvert.errors import OutputProblem
+from bnnconvert.passes import fold_sign_scale
 from bnnconvert.preprocessing import parse_preprocessing
 
 MODEL_NAME = "model.tflite"
@@ -225,6 +226,9 @@ def export(
     lce_bytes = len(flatbuffer)
     flatbuffer, optimized = passes.optimize(flatbuffer, options)
     pass_stats += optimized
+    for stats in optimized:
+        if stats.name == fold_sign_scale.NAME:
+            report.record_folding(stats.rewrites, sum(stats.skipped.values()))
     optimized_bytes = len(flatbuffer)
     graph = ir.read(flatbuffer)
 

@@ -39,6 +39,14 @@ def test_export_writes_model_and_report(bundled_export) -> None:
     assert sum(report["op_counts"].values()) == len(ir.read(data).subgraphs[0].operators)
 
 
+def test_audit_says_the_batch_norms_before_signs_were_folded(bundled_export) -> None:
+    notes = [
+        d for d in bundled_export.extra["audit"]["diagnostics"] if d["code"] == "bn-before-sign"
+    ]
+    assert len(notes) == 9
+    assert all("fold_sign_scale folded every one" in d["fix"] for d in notes)
+
+
 def test_bundled_export_carries_labels_and_preprocessing(bundled_export) -> None:
     embedded = metadata.read_metadata(bundled_export.model_path.read_bytes())
     assert embedded is not None
