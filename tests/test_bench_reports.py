@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,13 +26,23 @@ CLI = Path(sys.executable).parent / "bnnconvert"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+@pytest.fixture(scope="module")
+def bundled_model(tmp_path_factory) -> Path:
+    """The bundled digits model, exported the default way."""
+    from bnnconvert.export import export
+
+    out = tmp_path_factory.mktemp("digits")
+    return export(Path(__file__).parents[1] / "models" / "digits", output_dir=out).model_path
+
+
 @pytest.fixture
-def two_models(tmp_path, tiny_bnn_tflite) -> list[Path]:
-    paths = []
-    for name in ("tiny_a.tflite", "tiny_b.tflite"):
-        (tmp_path / name).write_bytes(tiny_bnn_tflite)
-        paths.append(tmp_path / name)
-    return paths
+def two_models(tmp_path, bundled_model, tiny_bnn_tflite) -> list[Path]:
+    """The bundled model first, then a different small BNN to compare it with."""
+    digits = tmp_path / "digits.tflite"
+    digits.write_bytes(bundled_model.read_bytes())
+    tiny = tmp_path / "tiny.tflite"
+    tiny.write_bytes(tiny_bnn_tflite)
+    return [digits, tiny]
 
 
 def test_cli_prints_a_table_and_writes_three_reports(two_models, tmp_path):
@@ -47,13 +58,13 @@ def test_cli_prints_a_table_and_writes_three_reports(two_models, tmp_path):
         assert text in done.stdout
     data = json.loads((out / "bench.json").read_text())
     assert data["complete"] and data["method"] == "python-runner"
-    assert [m["name"] for m in data["models"]] == ["tiny_a.tflite", "tiny_b.tflite"]
-    assert data["models"][0]["sha256"] == data["models"][1]["sha256"]
+    assert [m["name"] for m in data["models"]] == ["digits.tflite", "tiny.tflite"]
+    assert data["models"][0]["sha256"] != data["models"][1]["sha256"]
     assert len(data["measurements"]) == 2 * 4
     assert all(len(m["samples_us"]) == 5 for m in data["measurements"])
     assert data["device"]["kind"] == "local" and data["tools"]["device_larq_compute_engine"]
     md = (out / "bench.md").read_text()
-    assert "## Latency" in md and "tiny_b.tflite" in md and "★" in md
+    assert "## Latency" in md and "digits.tflite" in md and "tiny.tflite" in md and "★" in md
     html = (out / "bench.html").read_text()
     assert html.count("<svg") == 3  # a distribution per model and the comparison
     _assert_self_contained(html)
@@ -69,6 +80,8 @@ def _assert_self_contained(html: str) -> None:
 
 def _assert_renders(html: Path, png: Path) -> None:
     if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: ./setup.sh --test installs Debian's chromium")
         pytest.skip("needs Chromium (Debian chromium) to render the report")
     from PIL import Image
 
