@@ -24,9 +24,12 @@ from bnnconvert.bench import LCE_DEFAULT, BenchIncomplete, InterpreterConfig, be
 from bnnconvert.devices import SshDevice
 from bnnconvert.errors import DeviceProblem
 
+# Skipped on a developer machine without sshd; in CI (CI set) a missing sshd fails.
 pytestmark = pytest.mark.skipif(
-    shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),
-    reason="needs OpenSSH server (Debian openssh-server)",
+    shutil.which("sshd") is None
+    and not Path("/usr/sbin/sshd").exists()
+    and not os.environ.get("CI"),
+    reason="needs OpenSSH server (Debian openssh-server; ./setup.sh --test installs it)",
 )
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
