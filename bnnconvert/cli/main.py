@@ -42,8 +42,8 @@ def _global(
 
 app.command("export")(export_cmd.export)
 app.command("inspect")(inspect_cmd.inspect)
-app.command("bench")(bench_cmd.bench)
 app.command("validate")(validate_cmd.validate)
+app.command("bench")(bench_cmd.bench)
 
 
 def run(argv: list[str] | None = None) -> int:
