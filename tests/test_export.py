@@ -47,6 +47,19 @@ def test_audit_says_the_batch_norms_before_signs_were_folded(bundled_export) -> 
     assert all("fold_sign_scale folded every one" in d["fix"] for d in notes)
 
 
+def test_parity_check_is_marked_lossy_only_for_lossy_options(bundled_export, tmp_path) -> None:
+    from bnnconvert.passes import OptimizeOptions
+
+    assert bundled_export.extra["validation"] == {
+        **bundled_export.extra["validation"],
+        "lossy": False,
+        "passed": True,
+    }
+    fp16 = export(BUNDLED, output_dir=tmp_path, optimize=OptimizeOptions(float_weights="fp16"))
+    assert fp16.extra["validation"]["lossy"] is True
+    assert fp16.extra["validation"]["top1_agreement"] == 1.0
+
+
 def test_bundled_export_carries_labels_and_preprocessing(bundled_export) -> None:
     embedded = metadata.read_metadata(bundled_export.model_path.read_bytes())
     assert embedded is not None

@@ -123,7 +123,12 @@ def export(
     print_audit_summary(result.extra["audit"])
     if "validation" in result.extra:
         parity = result.extra["validation"]
-        verdict = "passed" if parity["passed"] else "FAILED (run bnnconvert validate --layers)"
+        if parity["lossy"]:
+            verdict = "lossy export, judge by top-1 agreement"
+        elif parity["passed"]:
+            verdict = "passed"
+        else:
+            verdict = "FAILED (run bnnconvert validate --layers)"
         output.stdout.print(
             f"  parity: {verdict}: {parity['samples']} samples, top-1 agreement "
             f"{parity['top1_agreement']:.0%}, max abs error {parity['max_abs_error']:.3g}",

@@ -64,13 +64,18 @@ class OptimizeOptions:
                 "--calibration"
             )
 
+    @property
+    def lossy(self) -> bool:
+        """Whether any lossy option is on (outputs then differ from Keras by design)."""
+        return self.float_weights != "fp32" or self.int8_activations
+
     def with_raw_output(self) -> OptimizeOptions:
         """These options with every pass off (``--no-optimize``): LCE's output as it is.
 
         Raises:
             UsageProblem: ``--no-optimize`` combined with a lossy option.
         """
-        if self.float_weights != "fp32" or self.int8_activations:
+        if self.lossy:
             raise UsageProblem(
                 "Expected --no-optimize alone: it keeps LCE's output as it is, so it cannot "
                 "be combined with --float-weights fp16/int8 or --int8-activations"
