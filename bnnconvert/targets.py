@@ -41,7 +41,8 @@ TARGETS: dict[str, Target] = {
             "armv7",
             "arm",
             "32-bit ARM (armeabi-v7a phones, 32-bit Raspberry Pi OS): same flatbuffer as "
-            "arm64; LCE's hand-written binary kernels are 64-bit, so it runs portable ones.",
+            "arm64; LCE runs it with its 32-bit NEON binary GEMM kernels (LCE's published "
+            "figures and most tuning are for aarch64).",
             {"use_indirect_bgemm": False, "use_xnnpack": False, "abi": "armeabi-v7a"},
         ),
         Target(
