@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -143,11 +144,46 @@ def test_cli_table_and_json(tiny_bnn_tflite, tmp_path, capsys):
     path = tmp_path / "model.tflite"
     path.write_bytes(tiny_bnn_tflite)
     assert run(["inspect", str(path)]) == 0
-    assert "compression ratio" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "compression ratio" in out
+    assert "28,311,552 binary, 885,696 float; binary share 97.0%" in out
+    assert re.search(rf"binary \(bitpacked\) +2 +{BINARY_PARAMS:,} +{BINARY_BYTES:,} ", out)
+    # Op 4, the first bconv: packed input -> float output, its filter and two more constants.
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("4  LceBconv2d"))
+    assert "1x32x32x1 i32 → 1x32x32x32 f32" in row and "32x3x3x1 i32 +2" in row
+    assert "SAME, cin 32" in row and row.rstrip().endswith("9.44M")
+    assert "<br>" not in out and "|" not in out
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= 120
     assert run(["inspect", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["binary_macs"] == BCONV_MACS
     assert data["ops"][4]["type"] == "LceBconv2d"
+
+
+def test_cli_markdown_is_the_library_rendering(tiny_bnn_tflite, tmp_path, capsys):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(tiny_bnn_tflite)
+    assert run(["inspect", str(path), "--markdown"]) == 0
+    assert capsys.readouterr().out == render_markdown(inspect_model(path))
+    assert run(["inspect", str(path), "--markdown", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "choose one output format" in captured.err
+
+
+def test_short_options_drop_defaults_and_merge_pairs():
+    from bnnconvert.cli.inspect_view import short_options
+
+    pool = {
+        "padding": "VALID", "stride_w": 2, "stride_h": 2, "filter_width": 2,
+        "filter_height": 2, "fused_activation_function": "RELU",
+    }  # fmt: skip
+    assert short_options(pool) == "VALID, stride 2, pool 2x2, relu"
+    conv = {
+        "padding": "SAME", "stride_w": 1, "stride_h": 2, "fused_activation_function": "NONE",
+        "dilation_w_factor": 1, "dilation_h_factor": 1, "quantized_bias_type": 0,
+    }  # fmt: skip
+    assert short_options(conv) == "SAME, stride 2x1"
+    assert short_options({"keep_dims": False, "beta": 1.0, "axis": 3}) == "axis 3"
 
 
 @pytest.mark.slow

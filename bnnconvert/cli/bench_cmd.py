@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from bnnconvert.cli import output
@@ -89,9 +88,7 @@ def bench(
     if as_json:
         output.print_json(result.to_dict())
         return
-    # Off a terminal rich assumes 80 columns; the table needs about 100.
-    console = output.stdout if output.stdout.is_terminal else Console(width=110)
-    console.print(_table(result))
+    output.wide_stdout(110).print(_table(result))
     for s in result.summary():
         if s["measured"] and len(result.configs) > 1:
             output.stdout.print(

@@ -1,7 +1,8 @@
-"""``bnnconvert inspect MODEL.tflite [--json]``."""
+"""``bnnconvert inspect MODEL.tflite [--json | --markdown]``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +14,21 @@ from bnnconvert.cli import output
 def inspect(
     model: Annotated[Path, typer.Argument(help="A .tflite flatbuffer (LCE or plain TFLite).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the report as Markdown (to save to a file).")
+    ] = False,
 ) -> None:
     """Show what is inside a model: ops, weights, binary vs float MACs, size."""
+    from bnnconvert.cli.inspect_view import print_inspect
+    from bnnconvert.errors import UsageProblem
     from bnnconvert.inspect import inspect_model, render_markdown
 
+    if as_json and as_markdown:
+        raise UsageProblem("both --json and --markdown given; choose one output format")
     result = inspect_model(model)
     if as_json:
         output.print_json(result.to_dict())
+    elif as_markdown:
+        sys.stdout.write(render_markdown(result))
     else:
-        output.stdout.print(render_markdown(result), markup=False, highlight=False, end="")
+        print_inspect(result)

@@ -18,6 +18,14 @@ stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
 
+def wide_stdout(width: int) -> Console:
+    """stdout for wide tables: the terminal's own width there, ``width`` columns elsewhere.
+
+    Off a terminal rich assumes 80 columns, which squeezes tables meant for 100+.
+    """
+    return stdout if stdout.is_terminal else Console(width=width)
+
+
 def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON to stdout."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
