@@ -373,9 +373,15 @@ def _conv_2d(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
         wg = w[g * per_group : (g + 1) * per_group].reshape(per_group, -1)
         parts.append(cols.reshape(-1, wg.shape[1]) @ wg.T)
     y = np.concatenate(parts, axis=-1).reshape(x.shape[0], oh, ow, cout)
-    if len(op.inputs) > 2 and op.inputs[2] >= 0:
-        y = y + ctx.real(op.inputs[2])
+    y = _with_bias(ctx, op, y)
     return [_activate(y, o.get("fused_activation_function", 0), op.opcode)]
+
+
+def _with_bias(ctx: _Context, op: ir.Operator, y: np.ndarray) -> np.ndarray:
+    """Add the optional bias (input 2) of a float conv / dense op."""
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        return y + ctx.real(op.inputs[2])
+    return y
 
 
 def _depthwise_conv_2d(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
@@ -395,8 +401,7 @@ def _depthwise_conv_2d(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
     y = np.zeros((x.shape[0], oh, ow, cout), dtype=np.float32)
     for view, tap in zip(views, w.reshape(kh * kw, cout), strict=True):
         y += np.repeat(view, multiplier, axis=-1) * tap
-    if len(op.inputs) > 2 and op.inputs[2] >= 0:
-        y = y + ctx.real(op.inputs[2])
+    y = _with_bias(ctx, op, y)
     return [_activate(y, o.get("fused_activation_function", 0), op.opcode)]
 
 
@@ -405,8 +410,7 @@ def _fully_connected(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
     x = ctx.real(op.inputs[0])
     w = ctx.real(op.inputs[1])
     y = x.reshape(-1, w.shape[1]) @ w.T
-    if len(op.inputs) > 2 and op.inputs[2] >= 0:
-        y = y + ctx.real(op.inputs[2])
+    y = _with_bias(ctx, op, y)
     if o.get("keep_num_dims"):
         y = y.reshape(*x.shape[:-1], w.shape[0])
     return [_activate(y, o.get("fused_activation_function", 0), op.opcode)]

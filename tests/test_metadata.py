@@ -15,32 +15,25 @@ from bnnconvert.preprocessing import parse_preprocessing
 LABELS = [f"class {i}" for i in range(9)] + ["ünïcødé ✓"]
 
 
+_FIELDS = {
+    "name": "tiny",
+    "version": "3",
+    "description": "a test model",
+    "author": "bnnconvert tests",
+    "target": "arm64",
+    "labels": LABELS,
+    "preprocessing": parse_preprocessing("imagenet;order=bgr"),
+}
+
+
 @pytest.fixture(scope="module")
 def embedded(tiny_bnn_tflite) -> bytes:
-    return metadata.embed_metadata(
-        tiny_bnn_tflite,
-        name="tiny",
-        version="3",
-        description="a test model",
-        author="bnnconvert tests",
-        target="arm64",
-        labels=LABELS,
-        preprocessing=parse_preprocessing("imagenet;order=bgr"),
-    )
+    return metadata.embed_metadata(tiny_bnn_tflite, **_FIELDS)
 
 
 def test_round_trip_through_a_converted_model(tiny_bnn_tflite, embedded):
     found = metadata.read_metadata(embedded)
-    expected = metadata.build_metadata(
-        ir.read(tiny_bnn_tflite),
-        name="tiny",
-        version="3",
-        description="a test model",
-        author="bnnconvert tests",
-        target="arm64",
-        labels=LABELS,
-        preprocessing=parse_preprocessing("imagenet;order=bgr"),
-    )
+    expected = metadata.build_metadata(ir.read(tiny_bnn_tflite), **_FIELDS)
     assert found == expected
     assert found["labels"] == LABELS
     assert found["input"] | {"tensor": None} == {
