@@ -130,9 +130,22 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
+_GENERIC_STEMS = frozenset({"model", "checkpoint", "weights", "saved_model", "best", "last"})
+
+
 def default_output_dir(ckpt: Path, target_name: str) -> Path:
-    """``exports/<checkpoint name>-<target>`` in the working directory."""
-    stem = ckpt.stem if ckpt.is_file() else ckpt.resolve().name
+    """``exports/<model name>-<target>`` in the working directory.
+
+    The model name is the checkpoint's file stem, or its folder's name when the
+    stem says nothing about the model (``models/digits/model.keras`` -> ``digits``).
+    """
+    resolved = ckpt.resolve()
+    if resolved.is_dir():
+        stem = resolved.name
+    elif resolved.stem.lower() in _GENERIC_STEMS and resolved.parent.name:
+        stem = resolved.parent.name
+    else:
+        stem = resolved.stem
     return Path("exports") / f"{stem}-{target_name}"
 
 

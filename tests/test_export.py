@@ -172,3 +172,25 @@ def test_killed_export_never_leaves_a_partial_model(tmp_path) -> None:
     # A SIGKILL can leave a hidden temp file; the next export removes it.
     run(["export", str(BUNDLED), "-o", str(out)])
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")], leftovers
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("digits/model.keras", "digits-arm64"),
+        ("digits", "digits-arm64"),
+        ("zoo/binary_densenet_28_weights.h5", "binary_densenet_28_weights-arm64"),
+        ("runs/7/checkpoint.h5", "7-arm64"),
+    ],
+    ids=["generic-file-stem", "directory", "named-file", "generic-checkpoint-stem"],
+)
+def test_default_output_dir_is_named_after_the_model(tmp_path, relative, expected) -> None:
+    from bnnconvert.export import default_output_dir
+
+    path = tmp_path / relative
+    if path.suffix:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    else:
+        path.mkdir(parents=True)
+    assert default_output_dir(path, "arm64") == Path("exports") / expected
