@@ -37,6 +37,7 @@ from bnnconvert.atomic import write_bytes, write_text
 from bnnconvert.errors import OutputProblem
 from bnnconvert.passes import fold_sign_scale
 from bnnconvert.preprocessing import parse_preprocessing
+from bnnconvert.reports import export_markdown
 
 MODEL_NAME = "model.tflite"
 PREPROCESSING_FILE = "preprocessing.txt"
@@ -46,9 +47,15 @@ _VERSIONED = ("tensorflow", "tf-keras", "larq", "larq-compute-engine", "flatbuff
 Step = Callable[[str], None]
 
 
-@dataclass
+@dataclass(repr=False)
 class ExportResult:
-    """What ``export`` wrote and measured; ``to_dict()`` is ``export.json``."""
+    """What ``export`` wrote and measured; ``to_dict()`` is ``export.json``.
+
+    ``audit`` is the conversion audit of the written graph, ``passes`` the
+    statistics of each graph pass in the order they ran, ``parity`` the quick
+    parity check (None when skipped), ``strict_passed`` the ``--strict``
+    verdict (None when not asked for).
+    """
 
     model_path: Path
     report_path: Path
@@ -61,12 +68,37 @@ class ExportResult:
     sha256: str
     conversion_seconds: float
     total_seconds: float
+    audit: audit.AuditResult
+    passes: list[passes.PassStats] = field(default_factory=list)
+    lce_model_bytes: int = 0
+    optimized_model_bytes: int = 0
+    parity: Any = None  # bnnconvert.validate.ValidationResult (imported lazily)
+    lossy: bool = False
+    strict_passed: bool | None = None
+    embedded_metadata: dict[str, Any] | None = None
     step_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        parity = "skipped" if self.parity is None else self.parity_dict()["verdict"]
+        return (
+            f"ExportResult({str(self.model_path)!r}, target={self.target.name!r}, "
+            f"{self.model_bytes / 1024:.1f} KiB, parity={parity})"
+        )
+
+    def parity_dict(self) -> dict[str, Any]:
+        """The parity check as recorded under ``validation`` in ``export.json``."""
+        if self.parity is None:
+            return {}
+        data = self.parity.to_dict()
+        data.setdefault("verdict", "passed" if data.get("passed") else "failed")
+        # Lossy weights/activations move outputs beyond float tolerance by design;
+        # for them, top-1 agreement is the figure that matters.
+        data["lossy"] = self.lossy
+        return data
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        report: dict[str, Any] = {
             "bnnconvert_version": __version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "model": str(self.model_path),
@@ -82,8 +114,18 @@ class ExportResult:
                 "steps": {name: round(sec, 3) for name, sec in self.step_seconds.items()},
             },
             "versions": self.versions,
-            **self.extra,
+            "audit": self.audit.to_dict(),
+            "passes": [s.to_dict() for s in self.passes],
+            "optimization": {
+                "lce_model_bytes": self.lce_model_bytes,
+                "optimized_model_bytes": self.optimized_model_bytes,
+            },
         }
+        if self.parity is not None:
+            report["validation"] = self.parity_dict()
+        if self.strict_passed is not None:
+            report["strict"] = {"passed": self.strict_passed}
+        return report
 
 
 class StepClock:
@@ -263,30 +305,28 @@ def export(
         sha256=digest,
         conversion_seconds=conversion_seconds,
         total_seconds=0.0,
+        audit=report,
+        passes=pass_stats,
+        lce_model_bytes=lce_bytes,
+        optimized_model_bytes=optimized_bytes,
+        lossy=options.lossy,
+        embedded_metadata=metadata.read_metadata(flatbuffer),
         versions=tool_versions(),
     )
-    result.extra["audit"] = report.to_dict()
-    result.extra["passes"] = [s.to_dict() for s in pass_stats]
-    result.extra["optimization"] = {
-        "lce_model_bytes": lce_bytes,
-        "optimized_model_bytes": optimized_bytes,
-    }
     if validate_samples > 0:
         say("Checking parity with the Keras model")
         from bnnconvert.validate import quick_check
 
-        parity = quick_check(keras_model, flatbuffer, loaded.test_data, samples=validate_samples)
-        result.extra["validation"] = parity.to_dict()
-        # Lossy weights/activations move outputs beyond float tolerance by design;
-        # for them, top-1 agreement is the figure that matters.
-        result.extra["validation"]["lossy"] = options.lossy
+        result.parity = quick_check(
+            keras_model, flatbuffer, loaded.test_data, samples=validate_samples
+        )
     if strict:
-        result.extra["strict"] = {"passed": failure is None}
+        result.strict_passed = failure is None
     if failure is not None:
         result.model_path = out / export_report.REJECTED_MODEL_NAME
     result.total_seconds = time.perf_counter() - started
     result.step_seconds = say.stop()
-    _write_outputs(out, flatbuffer, result, report.to_markdown())
+    _write_outputs(out, flatbuffer, result)
     if failure is not None:
         raise failure
     return result
@@ -318,7 +358,7 @@ def _with_metadata(
     )
 
 
-def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult, audit_md: str) -> None:
+def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
     """Model first, then its reports; each replaced only by a complete file.
 
     Exactly one of ``model.tflite`` / ``model.rejected.tflite`` is left, so the
@@ -336,9 +376,7 @@ def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult, audit_md:
                 (out / other).unlink(missing_ok=True)
         report = result.to_dict()
         write_text(result.report_path, json.dumps(report, indent=2) + "\n")
-        write_text(
-            out / export_report.MARKDOWN_NAME, export_report.render_markdown(report, audit_md)
-        )
+        write_text(out / export_report.MARKDOWN_NAME, export_markdown.render(result))
     except OSError as e:
         raise OutputProblem(
             f"could not write to {out}: {e.strerror or e}; free space or pick -o"

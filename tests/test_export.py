@@ -40,24 +40,37 @@ def test_export_writes_model_and_report(bundled_export) -> None:
 
 
 def test_audit_says_the_batch_norms_before_signs_were_folded(bundled_export) -> None:
-    notes = [
-        d for d in bundled_export.extra["audit"]["diagnostics"] if d["code"] == "bn-before-sign"
-    ]
+    notes = [d for d in bundled_export.audit.diagnostics if d.code == "bn-before-sign"]
     assert len(notes) == 9
-    assert all("fold_sign_scale folded every one" in d["fix"] for d in notes)
+    assert all("fold_sign_scale folded every one" in d.fix for d in notes)
 
 
 def test_parity_check_is_marked_lossy_only_for_lossy_options(bundled_export, tmp_path) -> None:
     from bnnconvert.passes import OptimizeOptions
 
-    assert bundled_export.extra["validation"] == {
-        **bundled_export.extra["validation"],
-        "lossy": False,
-        "passed": True,
-    }
+    recorded = json.loads(bundled_export.report_path.read_text())["validation"]
+    assert recorded == {**recorded, "lossy": False, "passed": True}
+    assert bundled_export.parity.passed
     fp16 = export(BUNDLED, output_dir=tmp_path, optimize=OptimizeOptions(float_weights="fp16"))
-    assert fp16.extra["validation"]["lossy"] is True
-    assert fp16.extra["validation"]["top1_agreement"] == 1.0
+    assert fp16.parity_dict()["lossy"] is True
+    assert fp16.parity.top1_agreement == 1.0
+
+
+def test_export_md_says_what_export_json_says(bundled_export) -> None:
+    markdown = (bundled_export.model_path.parent / "export.md").read_text()
+    for heading in ("## Signature", "## Parity check", "## Passes", "## Metadata", "## Timings"):
+        assert heading in markdown
+    assert "| fold_sign_scale | 9 |" in markdown
+    assert "- verdict: passed" in markdown
+    assert "| serving_default_image:0 | [1, 32, 32, 1] | float32 | – |" in markdown
+    assert "- labels: 10: 0, 1, 2, 3, 4, ..." in markdown
+    assert "- data: 8 samples of test_split.npz" in markdown  # no directory paths
+
+
+def test_export_result_repr_is_short(bundled_export) -> None:
+    text = repr(bundled_export)
+    assert text.startswith("ExportResult(") and "target='arm64'" in text
+    assert "parity=passed" in text and len(text) < 200
 
 
 def test_bundled_export_carries_labels_and_preprocessing(bundled_export) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bnnconvert.cli import output
+
+if TYPE_CHECKING:
+    from bnnconvert.passes import PassStats
 
 
 def export(
@@ -115,14 +118,15 @@ def export(
     ops = ", ".join(f"{name} {count}" for name, count in result.op_counts.items())
     output.stdout.print(
         f"Exported {result.checkpoint['model_name']} for {result.target.name}: "
-        f"{result.model_bytes / 1024:.1f} KiB in {result.conversion_seconds:.1f} s\n"
+        f"{result.model_bytes / 1024:.1f} KiB in {result.total_seconds:.1f} s "
+        f"(LCE conversion {result.conversion_seconds:.1f} s)\n"
         f"  ops: {ops}\n"
-        f"  passes: {_passes_line(result.extra['passes'])}",
+        f"  passes: {_passes_line(result.passes)}",
         highlight=False,
     )
-    print_audit_summary(result.extra["audit"])
-    if "validation" in result.extra:
-        parity = result.extra["validation"]
+    print_audit_summary(result.audit.to_dict())
+    if result.parity is not None:
+        parity = result.parity_dict()
         if parity["lossy"]:
             verdict = "lossy export, judge by top-1 agreement"
         elif parity["passed"]:
@@ -140,11 +144,19 @@ def export(
     )
 
 
-def _passes_line(passes: list[dict]) -> str:
-    """``fold_sign_scale -18/+9 ops, cleanup -8.3 KiB`` (or "none")."""
+def _passes_line(stats: list[PassStats]) -> str:
+    """``fold_sign_scale 9 rewrites (-18/+9 ops), cleanup saved 8.3 KiB`` (or "none")."""
     parts = []
-    for entry in passes:
-        ops = f" -{entry['ops_removed']}/+{entry['ops_added']} ops" if entry["ops_removed"] else ""
-        saved = f" {-entry['bytes_saved'] / 1024:+.1f} KiB" if entry["bytes_saved"] else ""
-        parts.append(f"{entry['name']}{ops}{saved}")
+    for entry in stats:
+        text = entry.name
+        if entry.rewrites:
+            text += f" {entry.rewrites} rewrites"
+        if entry.ops_removed or entry.ops_added:
+            text += f" (-{entry.ops_removed}/+{entry.ops_added} ops)"
+        if entry.bytes_saved:
+            verb = "saved" if entry.bytes_saved > 0 else "added"
+            text += f" {verb} {abs(entry.bytes_saved) / 1024:.1f} KiB"
+        if not (entry.rewrites or entry.ops_removed or entry.ops_added or entry.bytes_saved):
+            text += " (nothing to do)"
+        parts.append(text)
     return ", ".join(parts) or "none (LCE's output as converted)"
