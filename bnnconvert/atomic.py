@@ -9,9 +9,53 @@ one, and removes the temporary file when Python gets the chance.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
+
+from bnnconvert.errors import OutputProblem
+
+_ADVICE = {
+    errno.ENOSPC: "the disk is full; free space or pick another directory with -o",
+    errno.EDQUOT: "the disk quota is exceeded; free space or pick another directory with -o",
+    errno.EACCES: "permission denied; pick a directory you can write with -o",
+    errno.EPERM: "permission denied; pick a directory you can write with -o",
+    errno.EROFS: "the file system is read-only; pick another directory with -o",
+    errno.ENOTDIR: "a part of the path is a file, not a directory; pick another path with -o",
+    errno.EEXIST: "a file of that name is in the way; pick another path with -o",
+    errno.ENOENT: "this location cannot hold new files; pick another directory with -o",
+}
+
+
+def describe_os_error(e: OSError) -> str:
+    """The cause of a failed write in words, with what to do (for one-line errors)."""
+    advice = _ADVICE.get(e.errno or 0)
+    return advice or f"{e.strerror or e}; pick another directory with -o"
+
+
+def check_writable_dir(path: Path) -> None:
+    """Make sure ``path`` is, or can become, a directory we can write files into.
+
+    Creates the directory (and its parents) and a temporary file in it, then
+    removes the file; call it before slow work so a bad ``-o`` fails in
+    seconds.
+
+    Raises:
+        OutputProblem: ``path`` is a file, lies under a file, is read-only,
+            or cannot hold files (``/proc/x``); the message names the cause.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputProblem(
+            f"cannot write to {path}: it is a file, not a directory; pick a directory with -o"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise OutputProblem(f"cannot write to {path}: {describe_os_error(e)}") from e
 
 
 def write_bytes(path: Path, data: bytes) -> None:

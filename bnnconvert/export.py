@@ -33,10 +33,10 @@ from bnnconvert import (
     passes,
     targets,
 )
-from bnnconvert.atomic import write_bytes, write_text
+from bnnconvert.atomic import check_writable_dir, describe_os_error, write_bytes, write_text
 from bnnconvert.errors import OutputProblem
 from bnnconvert.passes import fold_sign_scale
-from bnnconvert.preprocessing import parse_preprocessing
+from bnnconvert.preprocessing import PreprocessingSpec, parse_preprocessing
 from bnnconvert.reports import export_markdown
 
 MODEL_NAME = "model.tflite"
@@ -260,6 +260,10 @@ def export(
     ckpt = Path(ckpt)
     out = Path(output_dir) if output_dir is not None else default_output_dir(ckpt, preset.name)
 
+    # Arguments and the output location are checked before the slow steps.
+    app = _app_metadata(ckpt, labels, preprocessing)
+    check_writable_dir(out)
+
     say("Loading checkpoint")
     loaded = checkpoint.load(ckpt, arch=arch, input_shape=input_shape, num_classes=num_classes)
     keras_model = convert.with_input_shape(loaded.model, input_shape)
@@ -289,9 +293,7 @@ def export(
     failure = export_report.strict_failure(report, out) if strict else None
 
     say("Writing")
-    flatbuffer = _with_metadata(
-        flatbuffer, keras_model.name, preset, loaded.path, labels, preprocessing
-    )
+    flatbuffer = _with_metadata(flatbuffer, keras_model.name, preset, app)
     digest = hashlib.sha256(flatbuffer).hexdigest()
     result = ExportResult(
         model_path=out / MODEL_NAME,
@@ -337,24 +339,41 @@ def _beside(ckpt: Path, name: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _with_metadata(
-    flatbuffer: bytes,
-    name: str,
-    preset: targets.Target,
-    ckpt: Path,
-    labels: str | Path | None,
-    preprocessing: str | None,
-) -> bytes:
-    """Embed the app-facing metadata (last step: later IR rewrites drop the label zip)."""
+@dataclass
+class _AppMetadata:
+    """Labels and preprocessing to embed, read and checked before any slow work."""
+
+    labels: list[str] | None
+    preprocessing: PreprocessingSpec | None
+
+
+def _app_metadata(
+    ckpt: Path, labels: str | Path | None, preprocessing: str | None
+) -> _AppMetadata:
+    """Read ``--labels`` / ``--preprocessing`` (default: the files beside ``ckpt``).
+
+    Raises:
+        UsageProblem: a missing or malformed label file, an unknown preset or key.
+    """
     labels_path = Path(labels) if labels is not None else _beside(ckpt, metadata.LABEL_FILE)
     if preprocessing is None and (spec_file := _beside(ckpt, PREPROCESSING_FILE)):
         preprocessing = spec_file.read_text().strip()
+    return _AppMetadata(
+        labels=metadata.load_labels(labels_path) if labels_path else None,
+        preprocessing=parse_preprocessing(preprocessing) if preprocessing else None,
+    )
+
+
+def _with_metadata(
+    flatbuffer: bytes, name: str, preset: targets.Target, app: _AppMetadata
+) -> bytes:
+    """Embed the app-facing metadata (last step: later IR rewrites drop the label zip)."""
     return metadata.embed_metadata(
         flatbuffer,
         name=name,
         target=preset.name,
-        labels=metadata.load_labels(labels_path) if labels_path else None,
-        preprocessing=parse_preprocessing(preprocessing) if preprocessing else None,
+        labels=app.labels,
+        preprocessing=app.preprocessing,
     )
 
 
@@ -378,6 +397,4 @@ def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
         write_text(result.report_path, json.dumps(report, indent=2) + "\n")
         write_text(out / export_report.MARKDOWN_NAME, export_markdown.render(result))
     except OSError as e:
-        raise OutputProblem(
-            f"could not write to {out}: {e.strerror or e}; free space or pick -o"
-        ) from e
+        raise OutputProblem(f"could not write to {out}: {describe_os_error(e)}") from e

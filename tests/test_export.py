@@ -150,8 +150,63 @@ def test_disk_full_during_export_is_one_line(tmp_path, monkeypatch, capsys) -> N
     monkeypatch.setattr(atomic.os, "fsync", disk_full)
     assert run(["export", str(BUNDLED), "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "could not write to" in err and "No space left on device" in err
+    assert err == (
+        f"error: could not write to {tmp_path}: the disk is full; free space or pick another "
+        "directory with -o"
+    )
     assert not (tmp_path / "model.tflite").exists()
+
+
+def _a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "taken"
+    path.write_text("x")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (
+            lambda tmp: ["-o", str(_a_file(tmp))],
+            "error: cannot write to {tmp}/taken: it is a file, not a directory; "
+            "pick a directory with -o",
+        ),
+        (
+            lambda tmp: ["-o", str(_a_file(tmp) / "sub")],
+            "error: cannot write to {tmp}/taken/sub: a part of the path is a file, not a "
+            "directory; pick another path with -o",
+        ),
+        (
+            lambda tmp: ["-o", "/proc/bnnconvert-test"],
+            "error: cannot write to /proc/bnnconvert-test: this location cannot hold new files; "
+            "pick another directory with -o",
+        ),
+        (
+            lambda tmp: ["-o", str(tmp / "out"), "--labels", str(tmp / "missing.txt")],
+            "error: Expected a label file at {tmp}/missing.txt, found none; give --labels a "
+            "text file with one label per line",
+        ),
+    ],
+    ids=["output-is-a-file", "output-under-a-file", "output-in-proc", "missing-labels"],
+)
+def test_bad_arguments_fail_before_loading(tmp_path, capsys, monkeypatch, arguments, expected):
+    from bnnconvert import checkpoint
+
+    def never(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded before the arguments were checked")
+
+    monkeypatch.setattr(checkpoint, "load", never)
+    assert run(["export", str(BUNDLED), *arguments(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == expected.format(tmp=tmp_path)
+
+
+def test_unknown_preprocessing_preset_fails_before_loading(tmp_path, capsys, monkeypatch):
+    from bnnconvert import checkpoint
+
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    code = run(["export", str(BUNDLED), "-o", str(tmp_path), "--preprocessing", "imagenett"])
+    assert code == 2
+    assert "imagenett" in capsys.readouterr().err
 
 
 def test_killed_export_never_leaves_a_partial_model(tmp_path) -> None:
