@@ -126,22 +126,29 @@ def optimize(
 ) -> tuple[bytes, list[PassStats]]:
     """Run the enabled passes over a TFLite flatbuffer.
 
+    Sizes are measured on bnnconvert's own serialization before and after each
+    pass, so a pass is credited only with what it changed: one that rewrote
+    nothing reports the same size before and after (LCE's writer lays out the
+    same graph differently; that difference is nobody's saving).
+
     Returns:
-        The rewritten flatbuffer and one :class:`PassStats` per pass run, with
-        the model size before and after it.
+        The rewritten flatbuffer (``flatbuffer`` itself if no pass is enabled)
+        and one :class:`PassStats` per pass run, with the model size in bytes
+        before and after it.
 
     Raises:
         FlatbufferProblem: if ``flatbuffer`` is not a valid TFLite model.
     """
     options = options or OptimizeOptions()
+    chosen = options.passes()
+    if not chosen:
+        return bytes(flatbuffer), []
     model = ir.read(flatbuffer)
-    data = bytes(flatbuffer)
-    size = len(data)
+    data = ir.write(model)
     stats = []
-    for run in options.passes():
+    for run in chosen:
         result = run(model)
-        data = ir.write(model)
-        result.bytes_before, result.bytes_after = size, len(data)
-        size = len(data)
+        before, data = data, ir.write(model)
+        result.bytes_before, result.bytes_after = len(before), len(data)
         stats.append(result)
     return data, stats

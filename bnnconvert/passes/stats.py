@@ -13,8 +13,9 @@ class PassStats:
 
     ``rewrites`` counts matched patterns that were rewritten, ``skipped``
     the matched patterns left alone, by reason. ``bytes_before`` /
-    ``bytes_after`` are flatbuffer sizes around the pass (filled in by
-    :func:`bnnconvert.passes.optimize`).
+    ``bytes_after`` are the sizes of bnnconvert's serialization of the graph
+    around the pass (filled in by :func:`bnnconvert.passes.optimize`), so they
+    differ only by what the pass changed.
     """
 
     name: str
