@@ -6,7 +6,9 @@ hints and progress go to stderr. Progress bars appear only on a terminal.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,12 +45,34 @@ def note(message: str) -> None:
 
 @contextmanager
 def progress(description: str) -> Iterator[Any]:
-    """A spinner with named steps on a terminal; silent otherwise.
+    """A moving progress line with the step's name and elapsed time, on a terminal only.
 
-    Yields a callable ``step(text)`` that updates the description.
+    Yields a callable ``step(text)`` that changes the description (include a
+    count such as ``round 3/20`` where there is one). The line is drawn by a
+    child process (:mod:`bnnconvert.cli.spinner`), so it keeps moving while
+    TensorFlow or LCE's converter holds the GIL.
     """
     if not stderr.is_terminal:
         yield lambda text: None
         return
-    with stderr.status(description) as status:
-        yield lambda text: status.update(text)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bnnconvert.cli.spinner"], stdin=subprocess.PIPE, stdout=None
+    )
+    assert child.stdin is not None
+    pipe = child.stdin
+
+    def step(text: str) -> None:
+        with contextlib.suppress(OSError):
+            pipe.write((text.replace("\n", " ") + "\n").encode("utf-8"))
+            pipe.flush()
+
+    step(description)
+    try:
+        yield step
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
+        try:
+            child.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            child.kill()
