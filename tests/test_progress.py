@@ -14,10 +14,10 @@ def test_spinner_keeps_drawing_while_the_parent_sends_nothing() -> None:
         stderr=subprocess.PIPE,
     )
     assert child.stdin is not None
-    child.stdin.write("Converting with LCE\n".encode())
+    child.stdin.write(b"Converting with LCE\n")
     child.stdin.flush()
     time.sleep(1.0)  # the parent is "busy": no updates for a second
-    child.stdin.write("Checking parity 3/8 \x1b]0;title\x07\n".encode())
+    child.stdin.write(b"Checking parity 3/8 \x1b]0;title\x07\n")
     child.stdin.flush()
     time.sleep(0.3)
     child.stdin.close()
