@@ -247,11 +247,9 @@ def validate(
     if samples is not None and samples < 1:
         raise UsageProblem(f"Expected --samples of at least 1, got {samples}")
     model_path = Path(model_path)
-    try:
-        flatbuffer = model_path.read_bytes()
-    except OSError as e:
-        raise UsageProblem(f"{model_path}: cannot read the model ({e.strerror or e})") from e
+    flatbuffer = ir.load_bytes(model_path)
     fb_model = ir.read(flatbuffer)
+    ir.check_declared_sizes(fb_model)
     graph = fb_model.subgraphs[0]
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise FlatbufferProblem(

@@ -170,7 +170,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, two_models):
     not_tflite.write_bytes(b"PK\x03\x04 this is a zip")
     with pytest.raises(FlatbufferProblem, match="not a TFLite flatbuffer"):
         bench([not_tflite])
-    with pytest.raises(UsageProblem, match="does not exist"):
+    with pytest.raises(UsageProblem, match="missing.tflite: no such file"):
         bench([tmp_path / "missing.tflite"])
     with pytest.raises(UsageProblem, match="Per-op profiling needs lce_benchmark_model"):
         bench(two_models, op_profiling=True)

@@ -40,7 +40,7 @@ from bnnconvert.ir.model import (
     set_tensor_array,
     tensor_array,
 )
-from bnnconvert.ir.reader import read, verify
+from bnnconvert.ir.reader import check_declared_sizes, load_bytes, read, verify
 from bnnconvert.ir.schema import ACTIVATIONS, PADDING
 from bnnconvert.ir.writer import write
 
@@ -56,10 +56,12 @@ __all__ = [
     "Tensor",
     "add_buffer",
     "add_tensor",
+    "check_declared_sizes",
     "check_lce_options",
     "consumers",
     "decode_custom_options",
     "encode_custom_options",
+    "load_bytes",
     "pack_bits",
     "packed_words",
     "producer",

