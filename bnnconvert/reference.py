@@ -40,18 +40,14 @@ import numpy as np
 
 from bnnconvert import ir
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
+from bnnconvert.reference_ops import ACTIVATION_RANGE, OPS, activate, round_half_away
 
 Values = dict[int, np.ndarray]
 OpFn = Callable[["_Context", ir.Operator], list[np.ndarray]]
+Substitute = Callable[[int, list[np.ndarray]], list[np.ndarray]]
+"""Called with (operator position, its stored outputs); returns the outputs to keep."""
 
 _QUANTIZED = ("int8", "uint8", "int16")
-# Fused activation (TFLite ActivationFunctionType) -> (min, max) of the result.
-_ACTIVATION_RANGE: dict[int, tuple[float, float]] = {
-    0: (-np.inf, np.inf),
-    1: (0.0, np.inf),
-    2: (-1.0, 1.0),
-    3: (0.0, 6.0),
-}
 
 
 def supported_ops() -> list[str]:
@@ -59,11 +55,21 @@ def supported_ops() -> list[str]:
     return sorted(_OPS)
 
 
+def first_unsupported(model: ir.Model, *, subgraph: int = 0) -> tuple[int, str] | None:
+    """(position, op name) of the first operator :func:`run` cannot execute, or None."""
+    for position, op in enumerate(model.subgraphs[subgraph].operators):
+        if op.opcode not in _OPS:
+            return position, op.opcode
+    return None
+
+
 def run(
     model: ir.Model,
     inputs: Sequence[np.ndarray] | Mapping[int, np.ndarray],
     *,
     subgraph: int = 0,
+    until: int | None = None,
+    substitute: Substitute | None = None,
 ) -> Values:
     """Execute ``model`` on ``inputs``; return every tensor it computed.
 
@@ -72,6 +78,11 @@ def run(
         inputs: arrays for the subgraph's inputs, in order (or by tensor index),
             each with a leading batch dimension of any size.
         subgraph: which subgraph to run.
+        until: run only the operators before this position (e.g. the one
+            :func:`first_unsupported` names).
+        substitute: called after each operator; what it returns replaces the
+            operator's outputs for the ops after it (how ``validate`` feeds
+            each layer its Keras inputs).
 
     Returns:
         Tensor index -> array, for the inputs and every operator output
@@ -101,16 +112,17 @@ def run(
                 f"Expected input {tensor.name!r} of shape (N, {dims}), got {array.shape}"
             )
         ctx.values[index] = array.astype(tensor.dtype, copy=False)
-    for position, op in enumerate(graph.operators):
+    for position, op in enumerate(graph.operators[:until]):
         fn = _OPS.get(op.opcode)
         if fn is None:
             raise FlatbufferProblem(
                 f"Operator {position} is {op.opcode}, which the reference executor does not "
                 f"implement; it implements {', '.join(supported_ops())}"
             )
-        results = fn(ctx, op)
-        for index, value in zip(op.outputs, results, strict=True):
-            ctx.values[index] = ctx.store(index, value)
+        results = [ctx.store(i, v) for i, v in zip(op.outputs, fn(ctx, op), strict=True)]
+        if substitute is not None:
+            results = substitute(position, results)
+        ctx.values.update(zip(op.outputs, results, strict=True))
     return ctx.values
 
 
@@ -165,11 +177,6 @@ def _quant_params(quant: ir.Quantization, ndim: int) -> tuple[np.ndarray, np.nda
     return scale, zero
 
 
-def round_half_away(x: np.ndarray) -> np.ndarray:
-    """Round to nearest, ties away from zero (``std::round``, TFLite's ``TfLiteRound``)."""
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
 def quantize(value: np.ndarray, tensor: ir.Tensor) -> np.ndarray:
     """``round(value / scale) + zero_point``, saturated to the tensor's integer dtype."""
     if tensor.quantization is None or not tensor.quantization.scale:
@@ -178,16 +185,6 @@ def quantize(value: np.ndarray, tensor: ir.Tensor) -> np.ndarray:
     info = np.iinfo(tensor.dtype)
     q = round_half_away(value.astype(np.float64) / scale) + zero
     return np.clip(q, info.min, info.max).astype(tensor.dtype)
-
-
-def _activate(x: np.ndarray, code: int, opcode: str) -> np.ndarray:
-    if code not in _ACTIVATION_RANGE:
-        raise FlatbufferProblem(
-            f"{opcode} has fused activation {ir.ACTIVATIONS.get(code, code)}, which the "
-            "reference executor does not implement (it does NONE, RELU, RELU_N1_TO_1, RELU6)"
-        )
-    lo, hi = _ACTIVATION_RANGE[code]
-    return x if code == 0 else np.clip(x, lo, hi)
 
 
 # --- windows -------------------------------------------------------------------------
@@ -310,7 +307,7 @@ def _lce_bconv2d(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
         # popcount = (K - dot) / 2 > threshold  <=>  K - dot > 2 * threshold
         negative = (k - dot_int) > 2 * thresholds
         return [ir.pack_bits(np.where(negative, -1.0, 1.0).astype(np.float32))]
-    lo, hi = _ACTIVATION_RANGE.get(activation, (None, None))
+    lo, hi = ACTIVATION_RANGE.get(activation, (None, None))
     if lo is None:
         raise FlatbufferProblem(f"LceBconv2d has unknown fused activation {activation}")
     clamped = np.clip(dot_int, max(lo, -k), min(hi, k))
@@ -374,7 +371,7 @@ def _conv_2d(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
         parts.append(cols.reshape(-1, wg.shape[1]) @ wg.T)
     y = np.concatenate(parts, axis=-1).reshape(x.shape[0], oh, ow, cout)
     y = _with_bias(ctx, op, y)
-    return [_activate(y, o.get("fused_activation_function", 0), op.opcode)]
+    return [activate(y, o.get("fused_activation_function", 0), op.opcode)]
 
 
 def _with_bias(ctx: _Context, op: ir.Operator, y: np.ndarray) -> np.ndarray:
@@ -402,7 +399,7 @@ def _depthwise_conv_2d(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
     for view, tap in zip(views, w.reshape(kh * kw, cout), strict=True):
         y += np.repeat(view, multiplier, axis=-1) * tap
     y = _with_bias(ctx, op, y)
-    return [_activate(y, o.get("fused_activation_function", 0), op.opcode)]
+    return [activate(y, o.get("fused_activation_function", 0), op.opcode)]
 
 
 def _fully_connected(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
@@ -413,7 +410,7 @@ def _fully_connected(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
     y = _with_bias(ctx, op, y)
     if o.get("keep_num_dims"):
         y = y.reshape(*x.shape[:-1], w.shape[0])
-    return [_activate(y, o.get("fused_activation_function", 0), op.opcode)]
+    return [activate(y, o.get("fused_activation_function", 0), op.opcode)]
 
 
 def _pool(ctx: _Context, op: ir.Operator, kind: str) -> list[np.ndarray]:
@@ -430,29 +427,14 @@ def _pool(ctx: _Context, op: ir.Operator, kind: str) -> list[np.ndarray]:
         ones = np.ones((1, *x.shape[1:3], 1), dtype=np.float32)
         counts, _, _ = _windows(ones, k, stride, (1, 1), same, 0.0)
         y = np.add.reduce(views) / np.add.reduce(counts)
-    return [_activate(y.astype(np.float32), o.get("fused_activation_function", 0), op.opcode)]
-
-
-def _mean(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
-    x = ctx.real(op.inputs[0])
-    axes = tuple(int(a) % x.ndim for a in np.atleast_1d(ctx.raw(op.inputs[1])))
-    keep = bool(ctx.options(op).get("keep_dims", False))
-    return [x.mean(axis=axes, keepdims=keep, dtype=np.float64).astype(np.float32)]
-
-
-def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> OpFn:
-    def apply(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
-        y = fn(ctx.real(op.inputs[0]), ctx.real(op.inputs[1]))
-        return [_activate(y, ctx.options(op).get("fused_activation_function", 0), op.opcode)]
-
-    return apply
+    return [activate(y.astype(np.float32), o.get("fused_activation_function", 0), op.opcode)]
 
 
 def _concatenation(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
     o = ctx.options(op)
     parts = [ctx.real(i) for i in op.inputs]
     y = np.concatenate(parts, axis=int(o.get("axis", 0)))
-    return [_activate(y, o.get("fused_activation_function", 0), op.opcode)]
+    return [activate(y, o.get("fused_activation_function", 0), op.opcode)]
 
 
 def _pad(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
@@ -481,20 +463,6 @@ def _softmax(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
     return [(e / e.sum(axis=-1, keepdims=True)).astype(np.float32)]
 
 
-def _clip(lo: float, hi: float) -> OpFn:
-    def apply(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
-        return [np.clip(ctx.real(op.inputs[0]), lo, hi)]
-
-    return apply
-
-
-def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> OpFn:
-    def apply(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
-        return [fn(ctx.real(op.inputs[0]).astype(np.float64)).astype(np.float32)]
-
-    return apply
-
-
 def _quantize(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
     return [quantize(ctx.real(op.inputs[0]), ctx.graph.tensors[op.outputs[0]])]
 
@@ -509,33 +477,53 @@ def _squeeze(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
     return [np.squeeze(x, axis=tuple(int(d) % x.ndim for d in dims))]
 
 
+def _transpose_conv(ctx: _Context, op: ir.Operator) -> list[np.ndarray]:
+    """Inputs: output shape, filter OHWI, data, optional bias (TFLite's order)."""
+    o = ctx.options(op)
+    out_shape = [int(v) for v in ctx.raw(op.inputs[0]).reshape(-1)]
+    w = ctx.real(op.inputs[1])
+    x = ctx.real(op.inputs[2])
+    cout, kh, kw, _ = w.shape
+    stride = (o.get("stride_h", 1), o.get("stride_w", 1))
+    same = o.get("padding", 0) == 0
+    # Padding as for the forward conv that maps the output back onto the input.
+    _, top = _out_and_pad(out_shape[1], kh, stride[0], 1, same)
+    _, left = _out_and_pad(out_shape[2], kw, stride[1], 1, same)
+    n, h, width, cin = x.shape
+    full_h = max((h - 1) * stride[0] + kh, out_shape[1] + top)
+    full_w = max((width - 1) * stride[1] + kw, out_shape[2] + left)
+    y = np.zeros((n, full_h, full_w, cout), dtype=np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            contribution = x.reshape(-1, cin) @ w[:, i, j, :].T
+            y[:, i : i + (h - 1) * stride[0] + 1 : stride[0],
+                 j : j + (width - 1) * stride[1] + 1 : stride[1]] += contribution.reshape(
+                n, h, width, cout
+            )  # fmt: skip
+    y = y[:, top : top + out_shape[1], left : left + out_shape[2]]
+    if len(op.inputs) > 3 and op.inputs[3] >= 0:
+        y = y + ctx.real(op.inputs[3])
+    return [activate(y, o.get("fused_activation_function", 0), op.opcode)]
+
+
 _OPS: dict[str, OpFn] = {
+    **OPS,
     "LceQuantize": _lce_quantize,
     "LceDequantize": _lce_dequantize,
     "LceBconv2d": _lce_bconv2d,
     "LceBMaxPool2d": _lce_bmaxpool2d,
     "CONV_2D": _conv_2d,
     "DEPTHWISE_CONV_2D": _depthwise_conv_2d,
+    "TRANSPOSE_CONV": _transpose_conv,
     "FULLY_CONNECTED": _fully_connected,
     "MAX_POOL_2D": lambda ctx, op: _pool(ctx, op, "max"),
     "AVERAGE_POOL_2D": lambda ctx, op: _pool(ctx, op, "average"),
-    "MEAN": _mean,
-    "ADD": _binary(np.add),
-    "SUB": _binary(np.subtract),
-    "MUL": _binary(np.multiply),
-    "MAXIMUM": _binary(np.maximum),
-    "MINIMUM": _binary(np.minimum),
     "CONCATENATION": _concatenation,
     "PAD": _pad,
     "PADV2": _pad,
     "RESHAPE": _reshape,
     "SQUEEZE": _squeeze,
     "SOFTMAX": _softmax,
-    "RELU": _clip(0.0, np.inf),
-    "RELU6": _clip(0.0, 6.0),
-    "RELU_N1_TO_1": _clip(-1.0, 1.0),
-    "LOGISTIC": _unary(lambda x: 1.0 / (1.0 + np.exp(-x))),
-    "TANH": _unary(np.tanh),
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
 }

@@ -46,7 +46,7 @@ def assert_agree(model: ir.Model, x: np.ndarray, **kernel) -> int:
         got = ours[index]
         assert got.shape == expected.shape, tensor.name
         assert got.dtype == expected.dtype, tensor.name
-        if got.dtype.kind in "iu":
+        if got.dtype.kind in "iub":
             if not np.array_equal(got, expected):
                 problems.append(f"{tensor.name}: {np.mean(got != expected):.3%} differ")
             exact += 1
@@ -213,6 +213,130 @@ def test_batch_size_is_free(tiny_bnn_tflite):
     together = reference.run(model, [x])[out]
     apart = np.concatenate([reference.run(model, [x[i : i + 1]])[out] for i in range(5)])
     np.testing.assert_allclose(together, apart, rtol=1e-5, atol=1e-7)
+
+
+def dorefa_and_heaviside_model():
+    """DoReFa (ROUND) and SteHeaviside (SIGN) input quantizers: LCE keeps them float."""
+    keras = _tf.keras()
+    lq = _tf.larq()
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((8, 8, 8))
+    x = keras.layers.BatchNormalization()(inp)
+    x = lq.layers.QuantConv2D(
+        16,
+        3,
+        padding="same",
+        input_quantizer=lq.quantizers.DoReFaQuantizer(k_bit=2),
+        kernel_quantizer=lq.quantizers.DoReFaQuantizer(k_bit=2, mode="weights"),
+        use_bias=False,
+    )(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(
+        8, 3, input_quantizer="ste_heaviside", kernel_quantizer="ste_sign", use_bias=False
+    )(x)
+    return keras.Model(inp, x)
+
+
+def transposed_conv_model():
+    """A binary and a float transposed conv (SAME stride 2, VALID stride 1, bias)."""
+    keras = _tf.keras()
+    lq = _tf.larq()
+    keras.utils.set_random_seed(12)
+    inp = keras.Input((5, 6, 32))
+    x = keras.layers.BatchNormalization()(inp)
+    x = lq.layers.QuantConv2DTranspose(
+        32,
+        3,
+        strides=2,
+        padding="same",
+        input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign",
+        use_bias=False,
+    )(x)
+    x = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same")(x)
+    x = keras.layers.Conv2DTranspose(4, (2, 3), padding="valid")(x)
+    return keras.Model(inp, x)
+
+
+def activations_model():
+    """PReLU, LeakyReLU, hard swish, ELU, hard sigmoid, swish, SELU."""
+    keras = _tf.keras()
+    tf = _tf.tensorflow()
+    keras.utils.set_random_seed(13)
+    inp = keras.Input((6, 6, 8))
+    x = keras.layers.Conv2D(8, 1)(inp)
+    x = keras.layers.PReLU(shared_axes=[1, 2])(x)
+    x = keras.layers.LeakyReLU(0.1)(x)
+    x = x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0)  # the hard-swish pattern -> HARD_SWISH
+    for name in ("elu", "hard_sigmoid", "swish", "selu", "tanh"):
+        x = keras.layers.Activation(name)(keras.layers.Conv2D(8, 1)(x))
+    return keras.Model(inp, x)
+
+
+def tensor_ops_model():
+    """Split, crop, pad, permute, resize, stack/unstack, gather and element-wise math."""
+    keras = _tf.keras()
+    tf = _tf.tensorflow()
+    keras.utils.set_random_seed(14)
+    inp = keras.Input((8, 8, 6))
+    a, b = tf.split(inp, 2, axis=-1)
+    a = keras.layers.ZeroPadding2D(1)(keras.layers.Cropping2D(1)(a))
+    b = keras.layers.Permute((2, 1, 3))(b)
+    a = keras.layers.AveragePooling2D(2)(keras.layers.UpSampling2D(2)(a))
+    b = keras.layers.MaxPool2D(2)(keras.layers.UpSampling2D(2, interpolation="bilinear")(b))
+    first, second = tf.unstack(tf.stack([a, b], axis=1), axis=1)
+    x = (
+        tf.abs(first)
+        + tf.sign(second)
+        + tf.math.squared_difference(first, second)
+        + first / (tf.abs(second) + 1.0)
+        + tf.pow(tf.abs(first) + 0.5, 1.5)
+    )
+    x = tf.gather(x, [2, 0, 1], axis=-1)
+    x = tf.sqrt(tf.abs(x)) + tf.math.rsqrt(tf.abs(x) + 1.0) + tf.exp(-x) + tf.math.log(x * x + 1)
+    return keras.Model(inp, keras.layers.GlobalMaxPooling2D()(x))
+
+
+# Models whose ops LCE 0.16 emits for Larq layers beyond the binary conv path,
+# and the op each must exercise.
+OP_COVERAGE = {
+    "dorefa_and_heaviside": (dorefa_and_heaviside_model, {"ROUND", "SIGN", "CONV_2D"}),
+    "transposed_conv": (transposed_conv_model, {"TRANSPOSE_CONV", "LceDequantize"}),
+    "activations": (activations_model, {"PRELU", "LEAKY_RELU", "HARD_SWISH", "ELU"}),
+    "tensor_ops": (
+        tensor_ops_model,
+        {
+            "SPLIT", "STRIDED_SLICE", "TRANSPOSE", "PACK", "UNPACK", "RESIZE_BILINEAR",
+            "RESIZE_NEAREST_NEIGHBOR", "GATHER", "ABS", "SIGN", "SQUARED_DIFFERENCE", "DIV",
+            "POW", "RSQRT", "REDUCE_MAX",
+        },
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", OP_COVERAGE)
+def test_op_coverage_matches_interpreter(name):
+    build, expected_ops = OP_COVERAGE[name]
+    keras_model = build()
+    randomize_batchnorm(keras_model, 5)
+    model = ir.read(bytes(_tf.lce().convert_keras_model(keras_model)))
+    opcodes = {op.opcode for op in model.subgraphs[0].operators}
+    assert expected_ops <= opcodes, expected_ops - opcodes
+    assert reference.first_unsupported(model) is None
+    shape = keras_model.input_shape[1:]
+    x = np.random.default_rng(2).normal(size=(3, *shape)).astype(np.float32)
+    assert_agree(model, x, **KERNELS["indirect"])
+
+
+def test_run_stops_before_an_unsupported_op(tiny_bnn_tflite):
+    model = ir.read(tiny_bnn_tflite)
+    graph = model.subgraphs[0]
+    graph.operators[3].opcode = "LceFancyNewOp"
+    assert reference.first_unsupported(model) == (3, "LceFancyNewOp")
+    x = np.zeros((1, 32, 32, 3), np.float32)
+    values = reference.run(model, [x], until=3)
+    assert graph.operators[2].outputs[0] in values
+    assert graph.operators[3].outputs[0] not in values
 
 
 def test_unknown_op_names_the_op(tiny_bnn_tflite):
