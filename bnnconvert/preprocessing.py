@@ -35,15 +35,20 @@ the identical tensor.
 from __future__ import annotations
 
 import math
+import struct
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from bnnconvert.errors import UsageProblem
+from bnnconvert.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, check_regular_file
 
 COLOR_ORDERS = ("rgb", "bgr", "gray")
 FITS = ("crop", "stretch")
 RESAMPLE = "triangle"
+_BAND_ROWS = 256  # source rows converted to float64 at a time
 """The one resampling filter defined so far (see the module docstring)."""
 
 
@@ -351,6 +356,17 @@ def _resample_axis(
     return np.moveaxis(acc / norm.reshape(-1, *extra), 0, axis)
 
 
+def _color_planes(pixels: np.ndarray, color: str) -> np.ndarray:
+    """uint8 RGB rows as float64 planes in the spec's colour order (step 1)."""
+    values = pixels.astype(np.float64)
+    if color == "gray":
+        r, g, b = values[..., 0], values[..., 1], values[..., 2]
+        return ((0.299 * r + 0.587 * g) + 0.114 * b)[..., None]
+    if color == "bgr":
+        return values[..., ::-1]
+    return values
+
+
 def preprocess(image: np.ndarray, spec: PreprocessingSpec, height: int, width: int) -> np.ndarray:
     """Turn an RGB photo into the model's float32 NHWC input tensor.
 
@@ -376,21 +392,76 @@ def preprocess(image: np.ndarray, spec: PreprocessingSpec, height: int, width: i
             "convert it first (e.g. PIL Image.convert('RGB'))"
         )
     src_h, src_w = image.shape[:2]
-    pixels = image.astype(np.float64)
-    if spec.color == "gray":
-        r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-        planes = ((0.299 * r + 0.587 * g) + 0.114 * b)[..., None]
-    elif spec.color == "bgr":
-        planes = pixels[..., ::-1]
-    else:
-        planes = pixels
     top, left, region_h, region_w = crop_region(src_h, src_w, spec, height, width)
     y_index, y_weight = _taps(top, region_h, height, src_h)
     x_index, x_weight = _taps(left, region_w, width, src_w)
-    # Only the source rows the vertical pass reads go through the horizontal one.
+    # Only the source rows the vertical pass reads go through the horizontal one, a
+    # band at a time: every value is per pixel or per row, so banding changes no bit,
+    # and a large photo never exists as float64 (24 bytes per pixel) all at once.
     first, last = int(y_index.min()), int(y_index.max())
-    rows = _resample_axis(planes[first : last + 1], x_index, x_weight, axis=1)
+    bands = range(first, last + 1, _BAND_ROWS)
+    rows = np.concatenate(
+        [
+            _resample_axis(
+                _color_planes(image[i : min(i + _BAND_ROWS, last + 1)], spec.color),
+                x_index,
+                x_weight,
+                axis=1,
+            )
+            for i in bands
+        ]
+    )
     out = _resample_axis(rows, y_index - first, y_weight, axis=0)
     mean, std = spec.per_channel()
     normalised = (out / spec.scale - np.array(mean)) / np.array(std)
     return normalised.astype(np.float32)[None]
+
+
+def _too_large(path: Path, size: tuple[int, int] | None) -> UsageProblem:
+    declared = f"{size[0]}x{size[1]} pixels" if size else "an image too large for Pillow"
+    return UsageProblem(
+        f"{path} declares {declared}, over bnnconvert's {MAX_IMAGE_PIXELS // 1_000_000} "
+        "megapixel limit (checked before decoding); give a smaller image"
+    )
+
+
+def load_image(path: Path | str, height: int, width: int) -> np.ndarray:
+    """Decode an image file to RGB, refusing what is too large before decoding it.
+
+    The file must be a regular file of at most :data:`~bnnconvert.limits.MAX_IMAGE_BYTES`;
+    its pixel count, read from the header, at most
+    :data:`~bnnconvert.limits.MAX_IMAGE_PIXELS`. A larger JPEG is decoded reduced
+    (by 2, 4 or 8, keeping at least ``height`` x ``width``) when that brings it
+    under the limit; other images within the limit are decoded at full size, so
+    :func:`preprocess` sees exactly the pixels a device would.
+
+    Arguments:
+        path: the image file (any format Pillow reads; the first frame).
+        height, width: the model input's spatial size, the least a JPEG is reduced to.
+
+    Returns:
+        ``uint8`` array ``(H, W, 3)``, RGB.
+
+    Raises:
+        UsageProblem: not a regular file, too large, or not a readable image.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    check_regular_file(path, MAX_IMAGE_BYTES, "an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                size = image.size
+                if image.format == "JPEG" and size[0] * size[1] > MAX_IMAGE_PIXELS:
+                    image.draft("RGB", (width, height))
+                    size = image.size
+                if size[0] * size[1] > MAX_IMAGE_PIXELS:
+                    raise _too_large(path, size)
+                return np.asarray(image.convert("RGB"))
+    except Image.DecompressionBombError as e:
+        raise _too_large(path, None) from e
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
+        # Pillow's decoders raise all of these on malformed files.
+        raise UsageProblem(f"{path}: not a readable image ({e}); replace or remove it") from e

@@ -61,6 +61,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -428,7 +430,7 @@ def _load_npz(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.
         with np.load(path, allow_pickle=False) as arrays:
             x = np.asarray(arrays["x"], dtype=np.float32)
             y = np.asarray(arrays["y"]).astype(np.int64) if "y" in arrays else None
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise UsageProblem(f"{path}: expected an .npz with an array 'x' (and 'y'): {e}") from e
     if x.shape[1:] != input_shape:
         raise UsageProblem(
@@ -451,9 +453,7 @@ def _spec_for(fb_model: ir.Model, input_shape: tuple[int, ...]) -> Any:
 
 
 def _load_folder(folder: Path, fb_model: ir.Model, input_shape: tuple[int, ...]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    from bnnconvert.preprocessing import preprocess
+    from bnnconvert.preprocessing import load_image, preprocess
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -463,11 +463,7 @@ def _load_folder(folder: Path, fb_model: ir.Model, input_shape: tuple[int, ...])
     spec = _spec_for(fb_model, input_shape)
     images = []
     for file in files:
-        try:
-            with Image.open(file) as image:
-                rgb = np.asarray(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as e:
-            raise UsageProblem(f"{file}: not a readable image ({e})") from e
+        rgb = load_image(file, input_shape[0], input_shape[1])  # size-checked before decoding
         images.append(preprocess(rgb, spec, input_shape[0], input_shape[1])[0])
     return np.stack(images)
 

@@ -10,17 +10,22 @@ the interpreter test.
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 import tracemalloc
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bnnconvert import ir
 from bnnconvert.cli.main import run
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
 from bnnconvert.limits import MAX_MODEL_BYTES
+from bnnconvert.preprocessing import load_image
+from bnnconvert.validate import validate
 
 CLI = [sys.executable, "-m", "bnnconvert"]
 
@@ -165,3 +170,94 @@ def test_huge_intermediate_tensor_is_refused():
         "export the model with a smaller input shape"
     )
     ir.check_declared_sizes(ir.read(relu_model((1, 224, 224, 3))))  # ordinary sizes pass
+
+
+# --- images: size-checked before decoding ---------------------------------------------
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` 1-bit gray pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def test_png_bomb_header_is_one_line_exit_2(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    bomb = folder / "bomb.png"
+    bomb.write_bytes(png_header_only(50000, 50000))
+    assert bomb.stat().st_size < 150
+    model = tmp_path / "model.tflite"
+    model.write_bytes(relu_model((1, 32, 32, 3)))
+    assert run(["validate", str(tmp_path / "ckpt"), str(model), "--data", str(folder)]) == 2
+    assert one_error_line(capsys) == (
+        f"{bomb} declares an image too large for Pillow, over bnnconvert's 40 megapixel "
+        "limit (checked before decoding); give a smaller image"
+    )
+
+
+def test_one_bit_png_over_the_pixel_cap_is_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "wide.png"
+    Image.new("1", (8000, 6000)).save(path)  # 48 megapixels in a few KB
+    assert path.stat().st_size < 20_000
+    with pytest.raises(UsageProblem) as info:
+        load_image(path, 32, 32)
+    assert str(info.value) == (
+        f"{path} declares 8000x6000 pixels, over bnnconvert's 40 megapixel limit "
+        "(checked before decoding); give a smaller image"
+    )
+
+
+def test_large_jpeg_is_decoded_reduced(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (8000, 6000), (200, 100, 50)).save(path, quality=50)
+    rgb = load_image(path, 224, 224)
+    assert rgb.shape == (750, 1000, 3) and rgb.dtype == np.uint8  # decoded at 1/8
+    assert abs(int(rgb[0, 0, 0]) - 200) <= 3
+
+
+def test_image_near_the_cap_costs_bounded_memory(tmp_path):
+    """A 1-bit 36-megapixel PNG: decoded and preprocessed in well under 1 GB."""
+    from PIL import Image
+
+    path = tmp_path / "near.png"
+    Image.new("1", (6000, 6000), 1).save(path)
+    code = (
+        "import resource, sys; from bnnconvert.preprocessing import load_image, preprocess, "
+        "PRESETS; x = preprocess(load_image(sys.argv[1], 32, 32), PRESETS['imagenet'], 32, 32); "
+        "print(x.shape, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+    )
+    shape, peak_kb = done.stdout.rsplit(" ", 1)
+    assert shape == "(1, 32, 32, 3)"
+    assert int(peak_kb) < 700_000  # float64 of the whole photo alone would be 864 MB
+
+
+def test_unreadable_image_and_broken_npz(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(UsageProblem) as info:
+        load_image(path, 32, 32)
+    assert str(info.value) == (
+        f"{path}: not a readable image (Truncated File Read); replace or remove it"
+    )
+    npz = tmp_path / "data.npz"
+    npz.write_bytes(b"PK\x03\x04" + bytes(100))
+    model = tmp_path / "model.tflite"
+    model.write_bytes(relu_model((1, 32, 32, 3)))
+    with pytest.raises(UsageProblem, match=r"data\.npz: expected an \.npz with an array 'x'"):
+        validate(tmp_path / "ckpt", model, data=npz)
