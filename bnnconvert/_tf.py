@@ -83,9 +83,33 @@ def tensorflow() -> ModuleType:
 def keras() -> ModuleType:
     """Return ``tf_keras`` (the Keras 2 API that Larq builds on)."""
     tensorflow()
-    import tf_keras
-
+    with quiet_native():
+        import tf_keras
     return tf_keras
+
+
+@contextlib.contextmanager
+def keras_safe_mode(enabled: bool = True) -> Iterator[None]:
+    """Run a Keras load inside tf-keras's safe-mode scope, whatever the format.
+
+    ``load_model(..., safe_mode=True)`` only reaches the ``.keras`` loader;
+    the legacy ``.h5`` and SavedModel loaders consult the scope, in which
+    ``Lambda`` layers and RNN cell wrappers refuse to unmarshal their bytecode.
+    ``enabled=False`` is for ``--trust-checkpoint`` only.
+    """
+    keras()
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    with SafeModeScope(enabled):
+        yield
+
+
+def keras_saved_metadata() -> ModuleType:
+    """Return tf-keras's ``saved_metadata_pb2`` (the ``keras_metadata.pb`` schema)."""
+    keras()
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    return saved_metadata_pb2
 
 
 def larq() -> ModuleType:
@@ -93,6 +117,10 @@ def larq() -> ModuleType:
     tensorflow()
     with quiet_native():
         import larq
+    if not _verbose:
+        # Training-time advice ("binary weight quantizer without kernel_constraint")
+        # means nothing to an export; --verbose shows it.
+        logging.getLogger("larq").setLevel(logging.ERROR)
     return larq
 
 

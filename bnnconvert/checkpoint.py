@@ -10,29 +10,57 @@ Accepted ``CKPT`` forms:
 * weights-only ``.h5`` files (such as the published larq-zoo
   ``binary_densenet_28_weights.h5``) together with ``arch="binarydensenet28"``.
 
-Nothing in a checkpoint is executed: before Keras sees a model config we walk
-it and refuse ``Lambda`` layers (serialized Python bytecode) and classes from
-modules other than Keras, TensorFlow and Larq; ``.keras`` files load in Keras
-safe mode. A directory may also carry ``test_split.npz`` (arrays ``x``, ``y``),
-which ``validate`` uses as its default data.
+Nothing in a checkpoint is executed. Every model config is checked against
+an allowlist (:mod:`bnnconvert.config_allowlist`) before Keras sees it, and
+Keras loads in safe mode; a SavedModel is rebuilt from its config and its
+variables restored (:mod:`bnnconvert.saved_model_restore`), never loaded by
+running its graphs; HDF5 files are walked for external data first
+(:mod:`bnnconvert.h5_check`); files are size-checked before they are read
+and side files must lie inside the checkpoint folder
+(:mod:`bnnconvert.checkpoint_files`). ``trust=True`` (``--trust-checkpoint``)
+lifts the allowlist and safe mode for a checkpoint the user vouches for.
+A directory may also carry ``test_split.npz`` (arrays ``x``, ``y``), which
+``validate`` uses as its default data.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
+import sys
 import zipfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bnnconvert import _tf, models
-from bnnconvert.errors import CheckpointProblem
+from bnnconvert import _tf, limits, models
+from bnnconvert.checkpoint_files import (
+    MAX_CHECKPOINT_BYTES,
+    MAX_CONFIG_BYTES,
+    MAX_SIDE_BYTES,
+    check_zip_members,
+    checked_file,
+    read_zip_member,
+    side_file,
+)
+from bnnconvert.config_allowlist import check_config, check_loaded_model
+from bnnconvert.errors import CheckpointProblem, UsageProblem
+from bnnconvert.h5_check import check_h5
+from bnnconvert.saved_model_restore import load_saved_model
 
 CONFIG_NAME = "bnnconvert.json"
 TEST_SPLIT_NAME = "test_split.npz"
-_TRUSTED_MODULES = ("keras", "tf_keras", "larq", "tensorflow", "builtins")
+TRUST_WARNING = (
+    "--trust-checkpoint: the checkpoint's own code (Lambda layers, custom objects, "
+    "SavedModel graphs) may run with your permissions"
+)
+MAX_CLASSES = 100_000
+MAX_SIDE = 4096
+MAX_CHANNELS = 64
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+_WEIGHTS_MEMBER = "model.weights.h5"
 
 
 @dataclass
@@ -44,6 +72,11 @@ class LoadedCheckpoint:
     format: str
     architecture: str | None = None
     test_data: Path | None = None
+    trusted: bool = False
+    # Audit findings the loader adds (bnnconvert.audit.Diagnostic; the ONNX import's).
+    findings: list[Any] = field(default_factory=list)
+    # Computes the outputs to validate against when not the Keras model: NHWC in (ONNX Runtime).
+    reference_run: Any = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for reports."""
@@ -54,6 +87,7 @@ class LoadedCheckpoint:
             "model_name": self.model.name,
             "parameters": int(self.model.count_params()),
             "test_data": str(self.test_data) if self.test_data else None,
+            "trusted": self.trusted,
         }
 
 
@@ -63,6 +97,8 @@ def load(
     arch: str | None = None,
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
+    trust: bool = False,
+    custom_objects: str | Path | None = None,
 ) -> LoadedCheckpoint:
     """Load the model at ``path`` (see the module docstring for the forms).
 
@@ -71,37 +107,55 @@ def load(
         arch: architecture name for weights-only files (``binarydensenet28`` ...).
         input_shape: ``(H, W, C)`` to build ``arch`` with (default 224x224x3).
         num_classes: classes to build ``arch`` with (default: read from the weights).
+        trust: load ``.keras``/``.h5``/SavedModel files through Keras's own
+            unsafe loader (``Lambda`` layers, custom objects, SavedModel graphs
+            run). Callers warn the user (:data:`TRUST_WARNING`); never a default.
+        custom_objects: a Python file whose classes and functions are
+            registered for the load (only with ``trust``).
 
     Raises:
         CheckpointProblem: with one line saying what was found and what to do.
+        UsageProblem: ``custom_objects`` without ``trust``; a file over its size cap.
     """
     path = Path(path)
+    if custom_objects is not None and not trust:
+        raise UsageProblem(
+            "--custom-objects runs the given file's code: it needs --trust-checkpoint"
+        )
     if not path.exists():
         raise CheckpointProblem(f"{path}: no such file or directory; give a checkpoint path")
-    test_data = _test_data_beside(path)
+    if num_classes is not None:
+        _check_range("--num-classes", num_classes, MAX_CLASSES)
+    test_data = side_file(path, TEST_SPLIT_NAME)
+    if path.suffix.lower() == ".onnx":
+        from bnnconvert import onnx_import
+
+        return onnx_import.load(path, test_data)
     if arch is not None:
         return _load_arch_weights(path, arch, input_shape, num_classes, test_data)
     if path.is_dir():
         if (path / "saved_model.pb").exists():
-            return LoadedCheckpoint(_load_saved_model(path), path, "savedmodel", None, test_data)
+            model = _load_trusted(path, custom_objects) if trust else load_saved_model(path)
+            return LoadedCheckpoint(model, path, "savedmodel", None, test_data, trust)
         if (path / CONFIG_NAME).exists():
             return _load_tf_checkpoint(path, test_data)
         path = _single_model_file(path)
     suffix = path.suffix.lower()
-    if suffix == ".keras":
-        return LoadedCheckpoint(_load_keras_file(path), path, "keras", None, test_data)
-    if suffix in (".h5", ".hdf5"):
-        return LoadedCheckpoint(_load_h5_model(path), path, "h5", None, test_data)
-    raise CheckpointProblem(
-        f"{path}: unknown checkpoint format {suffix or '(no suffix)'!r}; expected a SavedModel "
-        f"directory, a .keras or .h5 file, or a directory with {CONFIG_NAME} and a TF checkpoint"
-    )
-
-
-def _test_data_beside(path: Path) -> Path | None:
-    folder = path if path.is_dir() else path.parent
-    candidate = folder / TEST_SPLIT_NAME
-    return candidate if candidate.is_file() else None
+    if suffix not in _MODEL_SUFFIXES:
+        raise CheckpointProblem(
+            f"{path}: unknown checkpoint format {suffix or '(no suffix)'!r}; expected a "
+            f"SavedModel directory, a .keras or .h5 file, or a directory with {CONFIG_NAME} "
+            "and a TF checkpoint"
+        )
+    checked_file(path, MAX_CHECKPOINT_BYTES, f"a {suffix} checkpoint")
+    form = "keras" if suffix == ".keras" else "h5"
+    if trust:
+        model = _load_trusted(path, custom_objects)
+    elif form == "keras":
+        model = _load_keras_file(path)
+    else:
+        model = _load_h5_model(path)
+    return LoadedCheckpoint(model, path, form, None, test_data, trust)
 
 
 def _single_model_file(folder: Path) -> Path:
@@ -117,64 +171,43 @@ def _single_model_file(folder: Path) -> Path:
     raise CheckpointProblem(f"{folder}: several checkpoints ({names}); name one file")
 
 
-# --- refusing code in configs -------------------------------------------------
+# --- loading: checked, then Keras in safe mode ---------------------------------
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
-def check_config_safe(config: Any, source: Path) -> None:
-    """Refuse a Keras model config that would run code when deserialized."""
-    for node in _walk(config):
-        if node.get("class_name") == "Lambda":
-            raise CheckpointProblem(
-                f"{source}: the model has a Lambda layer (serialized Python code), which "
-                "bnnconvert does not execute; replace it with a built-in Keras or Larq layer "
-                "and save again"
-            )
-        module = node.get("module")
-        if isinstance(module, str) and module.split(".")[0] not in _TRUSTED_MODULES:
-            raise CheckpointProblem(
-                f"{source}: the model config imports module {module!r}; bnnconvert only "
-                "loads Keras, TensorFlow and Larq classes"
-            )
-
-
-def _load_checked(path: Path, config: Any) -> Any:
-    """Refuse unsafe configs, then let Keras (safe mode) load ``path``."""
-    check_config_safe(config, path)
+def _keras_load(path: Path) -> Any:
+    """Let Keras load ``path`` in safe mode, then check what it built."""
     keras = _tf.keras()
-    _tf.larq()
+    lq = _tf.larq()
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        with _tf.keras_safe_mode():
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:
-        text = str(e).strip()
-        first = text.splitlines()[0] if text else type(e).__name__
-        raise CheckpointProblem(f"{path}: Keras could not load it: {first[:300]}") from e
+        raise CheckpointProblem(f"{path}: Keras could not load it: {_first_line(e)}") from e
+    check_loaded_model(model, keras, lq, str(path))
+    return model
 
 
 def _load_keras_file(path: Path) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as e:
+            check_zip_members(archive, path)
+            config = json.loads(read_zip_member(archive, "config.json", MAX_CONFIG_BYTES, path))
+            check_config(config, str(path))
+            if _WEIGHTS_MEMBER in archive.namelist():
+                with archive.open(_WEIGHTS_MEMBER) as weights:
+                    check_h5(weights, path)
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         raise CheckpointProblem(
             f"{path}: not a valid .keras archive ({e}); save with model.save('model.keras')"
         ) from e
-    return _load_checked(path, config)
+    return _keras_load(path)
 
 
 def _h5_attrs(path: Path) -> tuple[Any | None, bool]:
     """Return (model config or None, whether the file holds weights)."""
     import h5py
 
+    check_h5(path, path)
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")
@@ -183,11 +216,11 @@ def _h5_attrs(path: Path) -> tuple[Any | None, bool]:
         raise CheckpointProblem(f"{path}: not a readable HDF5 file ({e})") from e
     if raw is None:
         return None, has_weights
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise CheckpointProblem(f"{path}: its model_config is over {MAX_CONFIG_BYTES >> 20} MiB")
     try:
         return json.loads(raw), has_weights
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointProblem(f"{path}: its model_config is not valid JSON") from e
 
 
@@ -200,44 +233,102 @@ def _load_h5_model(path: Path) -> Any:
                 f"{', '.join(models.SPECS)}"
             )
         raise CheckpointProblem(f"{path}: HDF5 file without a Keras model or weights")
-    return _load_checked(path, config)
+    check_config(config, str(path))
+    return _keras_load(path)
 
 
-def _load_saved_model(path: Path) -> Any:
-    metadata_file = path / "keras_metadata.pb"
-    if not metadata_file.exists():
-        raise CheckpointProblem(
-            f"{path}: a SavedModel without Keras metadata; save it with tf-keras "
-            "model.save(directory) so its layers can be rebuilt"
-        )
-    from tf_keras.protobuf import saved_metadata_pb2
+# --- --trust-checkpoint -------------------------------------------------------
 
-    _tf.keras()
-    metadata = saved_metadata_pb2.SavedMetadata()
+
+def _custom_objects(file: Path) -> dict[str, Any]:
+    """Import the user's ``file`` and collect the classes and functions it defines."""
+    checked_file(file, MAX_CONFIG_BYTES, "a Python file of custom objects")
+    name = f"bnnconvert_custom_objects_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise UsageProblem(f"{file}: not a Python file; give a .py file for --custom-objects")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    _tf.keras()  # the user's file may import TensorFlow: set it up first
+    _tf.larq()
     try:
-        metadata.ParseFromString(metadata_file.read_bytes())
-        configs = [json.loads(node.metadata) for node in metadata.nodes if node.metadata]
+        spec.loader.exec_module(module)
     except Exception as e:
-        raise CheckpointProblem(f"{metadata_file}: unreadable Keras metadata ({e})") from e
-    return _load_checked(path, configs)
+        raise UsageProblem(
+            f"{file}: importing it failed ({type(e).__name__}: {_first_line(e)})"
+        ) from e
+    return {
+        key: value
+        for key, value in vars(module).items()
+        if not key.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and getattr(value, "__module__", None) == name
+    }
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
-    file = folder / CONFIG_NAME
+def _load_trusted(path: Path, custom_objects: str | Path | None) -> Any:
+    """Keras's own loader, unsafe: only for ``--trust-checkpoint``."""
+    objects = _custom_objects(Path(custom_objects)) if custom_objects is not None else {}
+    keras = _tf.keras()
+    _tf.larq()
     try:
-        config = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointProblem(f"{file}: not valid JSON ({e})") from e
-    if not isinstance(config, dict) or "architecture" not in config:
+        with _tf.keras_safe_mode(False):
+            return keras.models.load_model(
+                path, compile=False, custom_objects=objects, safe_mode=False
+            )
+    except Exception as e:
         raise CheckpointProblem(
-            f'{file}: expected {{"architecture": "binarydensenet28", "input_shape": [H, W, C], '
-            f'"num_classes": N}}, got {str(config)[:120]}'
+            f"{path}: Keras could not load it even with --trust-checkpoint: {_first_line(e)}"
+        ) from e
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+# --- TF weights checkpoint + bnnconvert.json -----------------------------------
+
+
+def _check_range(what: str, value: Any, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise CheckpointProblem(
+            f"Expected {what} to be a whole number from 1 to {maximum}, got {str(value)[:40]!r}"
         )
-    return config
+    return value
+
+
+def _read_config(folder: Path) -> tuple[str, tuple[int, int, int], int]:
+    """``(architecture, input_shape, num_classes)`` from ``bnnconvert.json``, validated."""
+    file = side_file(folder, CONFIG_NAME)
+    assert file is not None  # the caller saw it
+    usage = (
+        'expected {"architecture": "binarydensenet28", "input_shape": [H, W, C], "num_classes": N}'
+    )
+    try:
+        raw = limits.read_regular_file(file, MAX_SIDE_BYTES[CONFIG_NAME], CONFIG_NAME)
+        config = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointProblem(f"{file}: not valid JSON ({e}); {usage}") from e
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
+        raise CheckpointProblem(f"{file}: {usage}, got {str(config)[:120]}")
+    shape = config.get("input_shape", [224, 224, 3])
+    if not isinstance(shape, list) or len(shape) != 3:
+        raise CheckpointProblem(f"{file}: input_shape must be [H, W, C], got {str(shape)[:60]}")
+    try:
+        height = _check_range("input_shape H", shape[0], MAX_SIDE)
+        width = _check_range("input_shape W", shape[1], MAX_SIDE)
+        channels = _check_range("input_shape C", shape[2], MAX_CHANNELS)
+        classes = _check_range("num_classes", config.get("num_classes", 1000), MAX_CLASSES)
+    except CheckpointProblem as e:
+        raise CheckpointProblem(f"{file}: {e}") from None
+    return config["architecture"], (height, width, channels), classes
 
 
 def _load_tf_checkpoint(folder: Path, test_data: Path | None) -> LoadedCheckpoint:
-    config = _read_config(folder)
+    arch, input_shape, num_classes = _read_config(folder)
+    for part in [*folder.glob("*.index"), *folder.glob("*.data-*")]:
+        checked_file(part, MAX_CHECKPOINT_BYTES, "a TF checkpoint file")
     tf = _tf.tensorflow()
     prefix = tf.train.latest_checkpoint(str(folder))
     if prefix is None:
@@ -248,12 +339,7 @@ def _load_tf_checkpoint(folder: Path, test_data: Path | None) -> LoadedCheckpoin
                 "keep exactly one, or a 'checkpoint' file naming the latest"
             )
         prefix = str(indexes[0].with_suffix(""))
-    arch = str(config["architecture"])
-    model = models.binary_densenet(
-        arch,
-        tuple(config.get("input_shape", (224, 224, 3))),
-        int(config.get("num_classes", 1000)),
-    )
+    model = models.binary_densenet(arch, input_shape, num_classes)
     try:
         status = model.load_weights(prefix)
         status.assert_existing_objects_matched()
@@ -299,7 +385,8 @@ def _load_arch_weights(
             f"{path}: --arch expects a weights .h5 file (e.g. binary_densenet_28_weights.h5), "
             f"got {path.suffix or 'no suffix'}"
         )
-    _h5_attrs(path)  # readable HDF5?
+    checked_file(path, MAX_CHECKPOINT_BYTES, "a weights .h5 file")
+    _h5_attrs(path)  # readable HDF5, no external data?
     classes = num_classes or _h5_num_classes(path) or 1000
     model = models.build_binary_densenet(
         spec, input_shape=tuple(input_shape or (224, 224, 3)), num_classes=classes

@@ -47,10 +47,25 @@ def test_directory_with_exactly_one_file_round_trips(tmp_path, small_model, samp
     _same_outputs(small_model, loaded.model, sample)
 
 
-def test_saved_model_round_trips(tmp_path, small_model, sample) -> None:
+def test_saved_model_is_rebuilt_from_config_and_variables_only(
+    tmp_path, small_model, sample, monkeypatch
+) -> None:
+    """No TensorFlow or Keras SavedModel loader runs; every weight equals the original."""
     small_model.save(tmp_path / "sm", save_format="tf")
+    tf, keras = _tf.tensorflow(), _tf.keras()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a SavedModel loader that runs the file's graphs was called")
+
+    monkeypatch.setattr(tf.saved_model, "load", forbidden)
+    monkeypatch.setattr(keras.models, "load_model", forbidden)
     loaded = checkpoint.load(tmp_path / "sm")
-    assert loaded.format == "savedmodel"
+    assert loaded.format == "savedmodel" and not loaded.trusted
+    original = {w.name: w.numpy() for w in small_model.weights}
+    restored = {w.name: w.numpy() for w in loaded.model.weights}
+    assert original.keys() == restored.keys() and len(original) > 0
+    for name, value in original.items():
+        np.testing.assert_array_equal(restored[name], value, err_msg=name)
     _same_outputs(small_model, loaded.model, sample)
 
 
@@ -106,8 +121,13 @@ def test_untrusted_module_in_config_is_refused(tmp_path, small_model) -> None:
     with zipfile.ZipFile(tmp_path / "evil.keras", "w") as dst:
         for name, data in files.items():
             dst.writestr(name, data)
-    with pytest.raises(CheckpointProblem, match="imports module 'os'"):
+    with pytest.raises(CheckpointProblem) as refused:
         checkpoint.load(tmp_path / "evil.keras")
+    assert str(refused.value) == (
+        f"{tmp_path / 'evil.keras'}: layer 'stem_conv' attribute 'module': 'Conv2D' from "
+        "module 'os', but Keras/Larq save it from 'keras.layers'; refused: re-save it with "
+        "stock Keras/Larq, or pass --trust-checkpoint if you trust where this file comes from"
+    )
 
 
 def _bad_inputs(tmp_path: Path, small_model) -> dict[str, tuple[list[str], str]]:
