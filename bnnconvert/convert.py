@@ -6,8 +6,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bnnconvert import _tf
+from bnnconvert import _tf, ir
 from bnnconvert.errors import ConversionProblem, UsageProblem
+from bnnconvert.io_quant import IO_TYPES
 from bnnconvert.targets import Target
 
 
@@ -59,14 +60,78 @@ def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
     return clone
 
 
-def convert(model: Any, target: Target) -> tuple[bytes, float]:
-    """Convert with LCE's ``convert_keras_model``; return (flatbuffer, seconds)."""
-    lce = _tf.lce()
+def check_io_types(input_type: str, output_type: str, *, int8_model: bool | None = None) -> None:
+    """Check ``--input-type`` / ``--output-type`` before conversion.
+
+    Arguments:
+        input_type, output_type: ``"float32"`` or ``"int8"`` (LCE's
+            ``inference_input_type`` / ``inference_output_type``).
+        int8_model: whether the graph will carry int8 ranges (``--int8-activations``
+            or the model's own fake-quant nodes); an int8 edge needs them.
+            None (before the model is loaded) checks the names only.
+
+    Raises:
+        UsageProblem: an unknown type, or int8 asked of a model without ranges.
+    """
+    for flag, value in (("--input-type", input_type), ("--output-type", output_type)):
+        if value not in IO_TYPES:
+            raise UsageProblem(f"Expected {flag} to be one of {', '.join(IO_TYPES)}, got {value!r}")
+    if int8_model is False:
+        for flag, value in (("--input-type", input_type), ("--output-type", output_type)):
+            if value == "int8":
+                raise UsageProblem(
+                    f"Expected --int8-activations or a model with its own fake-quant nodes for "
+                    f"{flag} int8, got a float model; add --int8-activations"
+                )
+
+
+def convert(
+    model: Any, target: Target, *, input_type: str = "float32", output_type: str = "float32"
+) -> tuple[bytes, float]:
+    """Convert with LCE's ``convert_keras_model``; return (flatbuffer, seconds).
+
+    Arguments:
+        model: the Keras model (with fake-quant nodes for int8 input/output).
+        target: the ``--target`` preset (its LCE back end is used).
+        input_type, output_type: ``"float32"`` or ``"int8"``: the graph input /
+            output tensor type (LCE's ``inference_input_type`` / ``_output_type``).
+
+    Raises:
+        ConversionProblem: LCE's converter failed, or the input/output did not
+            come out int8 as asked (LCE leaves a float edge as it is when no
+            fake-quant node sits there).
+    """
+    tf, lce = _tf.tensorflow(), _tf.lce()
+    types = {"float32": tf.float32, "int8": tf.int8}
     start = time.perf_counter()
     try:
-        flatbuffer = lce.convert_keras_model(model, target=target.lce_target)
+        flatbuffer = lce.convert_keras_model(
+            model,
+            target=target.lce_target,
+            inference_input_type=types[input_type],
+            inference_output_type=types[output_type],
+        )
     except Exception as e:
         raise ConversionProblem(
             f"LCE's converter failed on {model.name}: {str(e).strip().splitlines()[0][:300]}"
         ) from e
-    return bytes(flatbuffer), time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if (input_type, output_type) != ("float32", "float32"):
+        _check_io(bytes(flatbuffer), input_type, output_type)
+    return bytes(flatbuffer), seconds
+
+
+def _check_io(flatbuffer: bytes, input_type: str, output_type: str) -> None:
+    """Raise if an int8 edge asked for came out float (LCE says nothing then)."""
+    graph = ir.read(flatbuffer).subgraphs[0]
+    for which, wanted, indices in (
+        ("input", input_type, graph.inputs),
+        ("output", output_type, graph.outputs),
+    ):
+        got = graph.tensors[indices[0]].dtype
+        if wanted != got:
+            raise ConversionProblem(
+                f"Expected an {wanted} {which} after conversion, got {got}: no fake-quant node "
+                f"sits at the model's {which}; add one there "
+                f"(tf.quantization.fake_quant_with_min_max_args) or use --int8-activations"
+            )

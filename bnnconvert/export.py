@@ -28,6 +28,7 @@ from bnnconvert import (
     checkpoint,
     convert,
     export_report,
+    io_quant,
     ir,
     metadata,
     passes,
@@ -35,7 +36,7 @@ from bnnconvert import (
 )
 from bnnconvert.atomic import check_writable_dir, describe_os_error, write_bytes, write_text
 from bnnconvert.errors import OutputProblem
-from bnnconvert.passes import fold_sign_scale
+from bnnconvert.passes import fold_sign_scale, int8_activations
 from bnnconvert.preprocessing import PreprocessingSpec, parse_preprocessing
 from bnnconvert.reports import export_markdown
 
@@ -76,6 +77,7 @@ class ExportResult:
     lossy: bool = False
     strict_passed: bool | None = None
     embedded_metadata: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None  # io_quant.quantization_record
     step_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -125,6 +127,8 @@ class ExportResult:
             report["validation"] = self.parity_dict()
         if self.strict_passed is not None:
             report["strict"] = {"passed": self.strict_passed}
+        if self.quantization is not None:
+            report["quantization"] = self.quantization
         return report
 
 
@@ -199,9 +203,15 @@ def _signature(model: ir.Model, which: str) -> list[dict[str, Any]]:
             "name": graph.tensors[i].name,
             "shape": list(graph.tensors[i].shape),
             "dtype": graph.tensors[i].dtype,
+            **_edge_quantization(graph.tensors[i]),
         }
         for i in indices
     ]
+
+
+def _edge_quantization(tensor: ir.Tensor) -> dict[str, Any]:
+    quant = io_quant.tensor_quantization(tensor)
+    return {} if quant is None else {"scale": quant.scale, "zero_point": quant.zero_point}
 
 
 def op_histogram(model: ir.Model) -> dict[str, int]:
@@ -224,6 +234,8 @@ def export(
     labels: str | Path | None = None,
     preprocessing: str | None = None,
     validate_samples: int = 8,
+    input_type: str = "float32",
+    output_type: str = "float32",
 ) -> ExportResult:
     """Convert the checkpoint at ``ckpt`` and write ``model.tflite`` + ``export.json``.
 
@@ -246,6 +258,9 @@ def export(
             contents of ``preprocessing.txt`` beside the checkpoint, if any.
         validate_samples: inputs for the quick parity check recorded under
             ``validation`` (:func:`bnnconvert.validate.quick_check`); 0 skips it.
+        input_type, output_type: ``"float32"`` or ``"int8"`` graph input/output
+            (LCE's ``inference_input_type``/``inference_output_type``); int8
+            needs ``optimize.int8_activations`` or the model's own fake-quant.
 
     Returns:
         An :class:`ExportResult`; its files are complete on disk.
@@ -262,6 +277,7 @@ def export(
 
     # Arguments and the output location are checked before the slow steps.
     app = _app_metadata(ckpt, labels, preprocessing)
+    convert.check_io_types(input_type, output_type)
     check_writable_dir(out)
 
     say("Loading checkpoint")
@@ -270,14 +286,26 @@ def export(
     options = optimize or passes.OptimizeOptions()
     pass_stats: list[passes.PassStats] = []
     to_convert = keras_model
+    own_quant = int8_activations.own_fake_quant(keras_model)
+    convert.check_io_types(
+        input_type, output_type, int8_model=options.int8_activations or bool(own_quant)
+    )
     if options.int8_activations:
         say("Calibrating int8 ranges for the float layers")
-        to_convert, calibrated = passes.int8_float_layers(keras_model, options, loaded.test_data)
+        to_convert, calibrated = passes.int8_float_layers(
+            keras_model,
+            options,
+            loaded.test_data,
+            int8_input=input_type == "int8",
+            int8_output=output_type == "int8",
+        )
         pass_stats.append(calibrated)
 
     say(f"Converting with LCE ({preset.lce_target} back end)")
     with _tf.quiet_native():
-        flatbuffer, conversion_seconds = convert.convert(to_convert, preset)
+        flatbuffer, conversion_seconds = convert.convert(
+            to_convert, preset, input_type=input_type, output_type=output_type
+        )
     say("Optimizing the graph")
     lce_bytes = len(flatbuffer)
     flatbuffer, optimized = passes.optimize(flatbuffer, options)
@@ -311,7 +339,10 @@ def export(
         passes=pass_stats,
         lce_model_bytes=lce_bytes,
         optimized_model_bytes=optimized_bytes,
-        lossy=options.lossy,
+        lossy=options.lossy or bool(own_quant),
+        quantization=io_quant.quantization_record(
+            graph, calibrated=to_convert is not keras_model, own_fake_quant=own_quant
+        ),
         embedded_metadata=metadata.read_metadata(flatbuffer),
         versions=tool_versions(),
     )

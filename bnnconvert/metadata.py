@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bnnconvert import __version__, ir, tflite_metadata
+from bnnconvert import __version__, io_quant, ir, tflite_metadata
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
 from bnnconvert.preprocessing import PreprocessingSpec
 
@@ -136,6 +136,7 @@ def build_metadata(
             "tensor": output.name,
             "shape": list(output.shape),
             "dtype": output.dtype,
+            "quantization": _quantization(output),
             "classes": classes,
             "scores": scores,
         },
@@ -150,6 +151,7 @@ def _input_info(graph: ir.Subgraph, tensor_index: int) -> dict[str, Any]:
         "tensor": tensor.name,
         "shape": list(tensor.shape),
         "dtype": tensor.dtype,
+        "quantization": _quantization(tensor),
     }
     if len(tensor.shape) == 4:
         _, height, width, channels = tensor.shape
@@ -157,12 +159,20 @@ def _input_info(graph: ir.Subgraph, tensor_index: int) -> dict[str, Any]:
     return info
 
 
+def _quantization(tensor: ir.Tensor) -> dict[str, Any] | None:
+    """``{"scale", "zero_point"}`` of an int8 input/output (the app quantizes with it); None."""
+    quant = io_quant.tensor_quantization(tensor)
+    return None if quant is None else {"scale": quant.scale, "zero_point": quant.zero_point}
+
+
 def _check_image_input(info: dict[str, Any], spec: PreprocessingSpec) -> None:
     shape, dtype = info["shape"], info["dtype"]
-    if len(shape) != 4 or shape[0] not in (1, -1) or dtype != "float32":
+    # An int8 input is fed the preprocessed floats quantized with its own scale/zero point.
+    if len(shape) != 4 or shape[0] not in (1, -1) or dtype not in ("float32", "int8"):
         raise UsageProblem(
-            f"Expected a float32 image input of shape [1, H, W, C] for --preprocessing, got "
-            f"{dtype} {shape}; export the model with a float input, or leave out --preprocessing"
+            f"Expected a float32 or int8 image input of shape [1, H, W, C] for --preprocessing, "
+            f"got {dtype} {shape}; export the model with a float input, or leave out "
+            "--preprocessing"
         )
     if info["channels"] != spec.channels:
         hint = "order=gray" if info["channels"] == 1 else "order=rgb or order=bgr"

@@ -70,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from bnnconvert import _tf, ir, reference
+from bnnconvert import _tf, io_quant, ir, reference
 from bnnconvert.errors import CheckFailed, FlatbufferProblem, UsageProblem
 
 # --- thresholds ------------------------------------------------------------------------
@@ -266,7 +266,8 @@ def validate(
         x, y = x[:samples], (y[:samples] if y is not None else None)
 
     # The interpreter workers start first; Keras runs in this process meanwhile.
-    with InterpreterRun(flatbuffer, x, kernel=kernel, workers=workers, progress=progress) as run:
+    fed = io_quant.quantize_inputs(fb_model, x)  # int8 inputs get the tensor's own scale
+    with InterpreterRun(flatbuffer, fed, kernel=kernel, workers=workers, progress=progress) as run:
         if keras_model is None:
             keras_model = checkpoint.load(ckpt).model
         result = _compare(keras_model, fb_model, x, y, run, layers=layers)
@@ -301,8 +302,9 @@ def _compare(
             f"{input_shape}; export with --input-shape {','.join(map(str, keras_shape))}"
         )
     keras_out = _keras_predict(keras_model, x)
-    fb_out = run.result()
+    fb_out = io_quant.dequantize_outputs(fb_model, run.result())
     result = compare_outputs(keras_out, fb_out, y)
+    result.notes += io_quant.io_notes(fb_model)
     mismatched = np.flatnonzero(~_within(keras_out, fb_out, ATOL, RTOL))
     if layers or not result.passed:
         started = time.perf_counter()
@@ -351,7 +353,8 @@ def quick_check(
         x = np.random.default_rng(0).uniform(0, 1, (samples, *input_shape)).astype(np.float32)
         y, source = None, "random uniform [0, 1) inputs"
     x, y = x[:samples], (y[:samples] if y is not None else None)
-    with InterpreterRun(flatbuffer, x, kernel=kernel, workers=0) as run:
+    fed = io_quant.quantize_inputs(fb_model, x)
+    with InterpreterRun(flatbuffer, fed, kernel=kernel, workers=0) as run:
         result = _compare(keras_model, fb_model, x, y, run, layers=False)
     result.data, result.kernel = source, kernel
     result.seconds = time.perf_counter() - started
@@ -823,11 +826,13 @@ def localize(
         return []
     binary = {tensor: _binary_input(keras_model, fb_model, tensor) for _, tensor, _ in pairs}
     if kernel is None:
-        values = reference.run(fb_model, [x])
+        values = reference.run(fb_model, [io_quant.quantize_inputs(fb_model, x)])
     else:
         needed = [tensor for _, tensor, _ in pairs]
         needed += [info[1] for info in binary.values() if info is not None]
-        values = _interpreter_values(fb_model, x, needed, kernel)
+        values = _interpreter_values(
+            fb_model, io_quant.quantize_inputs(fb_model, x), needed, kernel
+        )
     wanted = [name for name, _, _ in pairs]
     inputs_of = sorted({b[0] for b in binary.values() if b is not None})
     outputs = [keras_model.get_layer(n).output for n in wanted]

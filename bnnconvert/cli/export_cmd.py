@@ -71,6 +71,18 @@ def export(
         Path | None,
         typer.Option("--calibration", help="Calibration inputs: .npz with an array 'x'."),
     ] = None,
+    input_type: Annotated[
+        str,
+        typer.Option(
+            "--input-type",
+            help="float32 or int8 input tensor (int8: needs --int8-activations or a model "
+            "with its own fake-quant; scale and zero point are in the metadata).",
+        ),
+    ] = "float32",
+    output_type: Annotated[
+        str,
+        typer.Option("--output-type", help="float32 or int8 output tensor (as --input-type)."),
+    ] = "float32",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     no_validate: Annotated[
         bool, typer.Option("--no-validate", help="Skip the quick parity check (8 samples).")
@@ -111,6 +123,8 @@ def export(
             labels=labels,
             preprocessing=preprocessing,
             validate_samples=0 if no_validate else 8,
+            input_type=input_type,
+            output_type=output_type,
         )
     if as_json:
         output.print_json(result.to_dict())
@@ -124,6 +138,11 @@ def export(
         f"  passes: {_passes_line(result.passes)}",
         highlight=False,
     )
+    for entry in result.passes:
+        if "note" in entry.details:
+            output.stdout.print(f"  note:   {entry.name}: {entry.details['note']}", highlight=False)
+    if result.quantization is not None:
+        output.stdout.print(f"  int8:   {_int8_line(result.quantization)}", highlight=False)
     print_audit_summary(result.audit.to_dict())
     if result.parity is not None:
         parity = result.parity_dict()
@@ -142,6 +161,16 @@ def export(
         f"  model:  {result.model_path}\n  report: {result.report_path} (+ export.md)",
         highlight=False,
     )
+
+
+def _int8_line(record: dict) -> str:
+    """``int8 from ...; input int8 (scale 0.0039, zero point -128), output float32``."""
+    edges = []
+    for which in ("input", "output"):
+        edge = record[which]
+        params = f" (scale {edge['scale']:.4g}, zero point {edge['zero_point']})"
+        edges.append(f"{which} {edge['dtype']}{params if 'scale' in edge else ''}")
+    return f"{'; '.join(record['sources'])}; {', '.join(edges)}"
 
 
 def _passes_line(stats: list[PassStats]) -> str:

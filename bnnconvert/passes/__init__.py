@@ -97,12 +97,19 @@ class OptimizeOptions:
 
 
 def int8_float_layers(
-    keras_model: Any, options: OptimizeOptions, fallback_calibration: Path | None
+    keras_model: Any,
+    options: OptimizeOptions,
+    fallback_calibration: Path | None,
+    *,
+    int8_input: bool = False,
+    int8_output: bool = False,
 ) -> tuple[Any, PassStats]:
     """Apply ``int8_activations`` to a Keras model before conversion.
 
     Calibrates on ``options.calibration``, else on ``fallback_calibration``
-    (e.g. the test split shipped beside a checkpoint).
+    (e.g. the test split shipped beside a checkpoint). ``int8_input`` /
+    ``int8_output`` also put fake-quant nodes at the graph's edges where
+    needed, for ``--input-type int8`` / ``--output-type int8``.
 
     Raises:
         UsageProblem: no calibration data, or data of the wrong shape.
@@ -116,7 +123,9 @@ def int8_float_layers(
             "preprocessed like the model's); this checkpoint ships no test split to use instead"
         )
     x = int8_activations.load_calibration(path, tuple(keras_model.input_shape[1:]))
-    rebuilt, stats = int8_activations.with_int8_float_layers(keras_model, x)
+    rebuilt, stats = int8_activations.with_int8_float_layers(
+        keras_model, x, int8_input=int8_input, int8_output=int8_output
+    )
     stats.details["calibration"] = str(path)
     return rebuilt, stats
 

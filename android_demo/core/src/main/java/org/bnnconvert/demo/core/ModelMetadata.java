@@ -27,11 +27,15 @@ public final class ModelMetadata {
     public final int width;
     public final int channels;
     public final String inputDtype;
+    /** How to feed the input: float32, or int8 with its scale and zero point. */
+    public final TensorQuantization inputQuantization;
     /** Null when the model was exported without {@code --preprocessing}. */
     public final Preprocessing preprocessing;
     public final int classes;
     /** "probabilities" (softmax output) or "logits". */
     public final String scores;
+    /** How to read the output: float32, or int8 to dequantize with its scale and zero point. */
+    public final TensorQuantization outputQuantization;
     /** Class names in class-index order; empty when the model was exported without labels. */
     public final List<String> labels;
 
@@ -52,6 +56,7 @@ public final class ModelMetadata {
 
         Map<String, Object> input = object(root, "input");
         inputDtype = string(input, "dtype");
+        inputQuantization = TensorQuantization.fromMetadata(input, "input");
         if (!"NHWC".equals(input.get("layout"))) {
             throw new MetadataException(
                     "Expected an NHWC image input, got shape " + input.get("shape")
@@ -72,6 +77,7 @@ public final class ModelMetadata {
         Map<String, Object> output = object(root, "output");
         classes = integer(output, "classes");
         scores = string(output, "scores");
+        outputQuantization = TensorQuantization.fromMetadata(output, "output");
 
         Object labelList = root.get("labels");
         List<String> names = new ArrayList<String>();
