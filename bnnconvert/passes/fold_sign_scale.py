@@ -63,11 +63,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnnconvert import ir
+from bnnconvert.graph import AFFINE_OPS, BINARY_CONV, QUANTIZE, GraphIndex
+from bnnconvert.pass_records import add_records, unique_name
 from bnnconvert.passes.stats import PassStats
 
 NAME = "fold_sign_scale"
-
-_AFFINE_OPS = ("MUL", "ADD", "SUB")
+THRESHOLD_SUFFIX = "#threshold"
+SIGNS_SUFFIX = "#signs_folded"
 _CLAMPS = {0: None, 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}  # fused activations
 _FLT_MAX = np.float32(np.finfo(np.float32).max)
 _SMALLEST_NORMAL = np.float32(np.finfo(np.float32).tiny)
@@ -156,7 +158,7 @@ def _channel_constant(model: ir.Model, graph: ir.Subgraph, t: int, channels: int
 def _step(model: ir.Model, graph: ir.Subgraph, index: int, out: int) -> tuple[int, _Step] | None:
     """If op ``index`` is a per-channel affine op producing ``out``, (its data input, step)."""
     op = graph.operators[index]
-    if op.opcode not in _AFFINE_OPS or len(op.inputs) != 2 or op.outputs != [out]:
+    if op.opcode not in AFFINE_OPS or len(op.inputs) != 2 or op.outputs != [out]:
         return None
     activation = op.options.get("fused_activation_function", 0)
     if activation not in _CLAMPS:
@@ -192,16 +194,17 @@ def _padding_is_zero(graph: ir.Subgraph, op: ir.Operator) -> bool:
     return True
 
 
-def _flip_problem(model: ir.Model, graph: ir.Subgraph, packed: int) -> str | None:
+def _flip_problem(index: GraphIndex, packed: int) -> str | None:
     """Why the input channels of ``packed``'s consumers cannot be flipped, or None."""
-    if packed in graph.outputs:
+    model, graph = index.model, index.graph
+    if index.is_graph_output(packed):
         return "quantized tensor is a graph output"
-    users = ir.consumers(graph, packed)
+    users = index.consumers(packed)
     if not users:
         return "quantized tensor is unused"
     for u in users:
         op = graph.operators[u]
-        if op.opcode != "LceBconv2d" or op.inputs[0] != packed or packed in op.inputs[1:]:
+        if op.opcode != BINARY_CONV or op.inputs[0] != packed or packed in op.inputs[1:]:
             return f"quantized tensor feeds {op.opcode}"
         filt = graph.tensors[op.inputs[1]]
         if ir.tensor_array(model, graph, op.inputs[1]) is None:
@@ -213,37 +216,39 @@ def _flip_problem(model: ir.Model, graph: ir.Subgraph, packed: int) -> str | Non
     return None
 
 
-def _flip_filters(model: ir.Model, graph: ir.Subgraph, packed: int, flip: np.ndarray) -> int:
+def _flip_filters(index: GraphIndex, packed: int, flip: np.ndarray) -> int:
     """XOR the flipped input channels into every consuming bconv's filter; return count."""
+    model, graph = index.model, index.graph
     mask = ir.pack_bits(np.where(flip, -1.0, 1.0))
     count = 0
-    for u in ir.consumers(graph, packed):
+    for u in index.consumers(packed):
         op = graph.operators[u]
         f = op.inputs[1]
         flipped = ir.tensor_array(model, graph, f) ^ mask
-        if len(ir.consumers(graph, f)) > 1:  # filter shared with another op: copy it
+        if len(index.consumers(f)) > 1:  # filter shared with another op: copy it
             tensor = graph.tensors[f]
-            op.inputs[1] = ir.add_tensor(model, graph, tensor.name + "/sign_folded",
-                                         tensor.shape, tensor.dtype, flipped)  # fmt: skip
+            copy = ir.add_tensor(model, graph, tensor.name + "/sign_folded",
+                                 tensor.shape, tensor.dtype, flipped)  # fmt: skip
+            index.set_input(u, 1, copy)
         else:
             ir.set_tensor_array(model, graph, f, flipped)
         count += 1
     return count
 
 
-def _chain(model: ir.Model, graph: ir.Subgraph, quantize: int) -> tuple[int, list[_Step]] | str:
+def _chain(index: GraphIndex, quantize: int) -> tuple[int, list[_Step]] | str:
     """Walk back from a quantizer over single-use affine ops; (x, steps) or a skip reason."""
     steps: list[_Step] = []
-    t = graph.operators[quantize].inputs[0]
+    t = index.graph.operators[quantize].inputs[0]
     reason = "no affine op before the quantizer"
     while True:
-        p = ir.producer(graph, t)
+        p = index.producer(t)
         if p is None:
             break
-        found = _step(model, graph, p, t)
+        found = _step(index.model, index.graph, p, t)
         if found is None:
             break
-        if t in graph.outputs or len(ir.consumers(graph, t)) != 1:
+        if index.is_graph_output(t) or len(index.consumers(t)) != 1:
             reason = "an intermediate is used elsewhere"
             break
         t, step = found
@@ -254,17 +259,27 @@ def _chain(model: ir.Model, graph: ir.Subgraph, quantize: int) -> tuple[int, lis
 def fold_sign_scale(model: ir.Model) -> PassStats:
     """Rewrite every foldable affine chain before an ``LceQuantize`` (in place).
 
+    Each rewrite is recorded in the model (:mod:`bnnconvert.pass_records`,
+    kind ``fold_sign_scale``): the threshold tensor is renamed
+    ``<name>#threshold`` (``<name>`` is the batch norm's output it replaces) and
+    its record lists the flipped channels, so the layer mapping knows that it
+    holds a threshold before a sign, not the batch norm's output.
+
     Returns:
         Counts: ``rewrites`` (chains folded), ops removed/added, and in
         ``details`` the channels flipped and binary-conv filters rewritten.
     """
     stats = PassStats(NAME)
     flipped_channels = filters = 0
-    for graph in model.subgraphs:
-        quantizers = [i for i, op in enumerate(graph.operators) if op.opcode == "LceQuantize"]
+    records: list[dict[str, object]] = []
+    for graph_index in range(len(model.subgraphs)):
+        index = GraphIndex(model, graph_index)
+        graph = index.graph
+        names = {t.name for t in graph.tensors}
+        quantizers = [i for i, op in enumerate(graph.operators) if op.opcode == QUANTIZE]
         drop: set[int] = set()
         for q in quantizers:
-            found = _chain(model, graph, q)
+            found = _chain(index, q)
             if isinstance(found, str):
                 if found != "no affine op before the quantizer":
                     stats.skipped[found] += 1
@@ -280,28 +295,42 @@ def fold_sign_scale(model: ir.Model) -> PassStats:
                 continue
             packed = graph.operators[q].outputs[0]
             if flip.any():
-                problem = _flip_problem(model, graph, packed)
+                problem = _flip_problem(index, packed)
                 if problem:
                     stats.skipped[problem] += 1
                     continue
-                filters += _flip_filters(model, graph, packed, flip)
+                filters += _flip_filters(index, packed, flip)
                 flipped_channels += int(flip.sum())
             last = steps[-1].op_index
             drop.update(s.op_index for s in steps[:-1])
             final = graph.operators[last].outputs[0]
+            stood_for = graph.tensors[final].name
+            record: dict[str, object] = {
+                "stood_for": stood_for,
+                "flipped_channels": [int(c) for c in np.flatnonzero(flip)],
+            }
             if keep_add:
-                name = graph.tensors[final].name + "/sign_threshold"
-                c = ir.add_tensor(model, graph, name, [constant.size], "float32", constant)
-                graph.operators[last] = ir.Operator(
+                c = ir.add_tensor(model, graph, stood_for + "/sign_threshold", [constant.size],
+                                  "float32", constant)  # fmt: skip
+                index.replace_op(last, ir.Operator(
                     "ADD", [x, c], [final], {"fused_activation_function": 0,
                                              "pot_scale_int16": True}, "AddOptions",
-                )  # fmt: skip
+                ))  # fmt: skip
+                graph.tensors[final].name = unique_name(graph, stood_for + THRESHOLD_SUFFIX, names)
+                record["threshold"] = graph.tensors[final].name
             else:
                 drop.add(last)
-                graph.operators[q].inputs[0] = x
+                index.set_input(q, 0, x)
+                graph.tensors[packed].name = unique_name(
+                    graph, graph.tensors[packed].name + SIGNS_SUFFIX, names
+                )
+                record["threshold"] = None
+            record["signs"] = graph.tensors[packed].name
+            records.append(record)
             stats.rewrites += 1
             stats.ops_removed += len(steps)
             stats.ops_added += int(keep_add)
         ir.remove_ops(graph, drop)
+    add_records(model, NAME, records)
     stats.details = {"channels_flipped": flipped_channels, "bconv_filters_rewritten": filters}
     return stats
