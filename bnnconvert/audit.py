@@ -22,7 +22,7 @@ are traced through the graph: a graph output belongs to the Keras output layer
 (or the nearest upstream layer that can own that op type). Layers left without
 ops are matched to a compatible op of a Keras neighbour (a batch norm to the
 conv before it, a max-pool to a pooling op, ...). MACs come from
-:func:`bnnconvert.inspect.inspect_model` and are counted once, for the op's
+:mod:`bnnconvert.macs` and are counted once, for the op's
 owning layer.
 
 What LCE 0.16 was seen to do (tests/test_audit.py converts one model per case):
@@ -604,24 +604,25 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
     Raises:
         FlatbufferProblem: ``flatbuffer`` is bytes that are not a valid TFLite model.
     """
-    from bnnconvert.inspect import inspect_model
+    from bnnconvert import macs as mac_count
 
     model = ir.read(flatbuffer) if isinstance(flatbuffer, (bytes, bytearray)) else flatbuffer
-    data = bytes(flatbuffer) if isinstance(flatbuffer, (bytes, bytearray)) else ir.write(model)
     graph = model.subgraphs[0]
-    op_macs = inspect_model(data).ops[: len(graph.operators)]
+    op_macs = mac_count.count_subgraph(model, graph)
 
     kg = _KerasGraph(keras_model)
     mapping = _map_ops(kg, model, graph)
     _map_leftover_layers(kg, mapping, graph)
 
     macs: dict[str, dict[str, int]] = {}
-    for i, info in enumerate(op_macs):
-        if info.mac_kind and i in mapping.owner:
+    # The audit splits binary from everything else: int8/int16 MACs count as "float" here.
+    for i, counted in enumerate(op_macs):
+        if counted is not None and i in mapping.owner:
             per = macs.setdefault(mapping.owner[i], {"binary": 0, "float": 0})
-            per[info.mac_kind] += info.macs
-    binary_macs = sum(o.macs for o in op_macs if o.mac_kind == "binary")
-    float_macs = sum(o.macs for o in op_macs if o.mac_kind == "float")
+            per["binary" if counted.kind == "binary" else "float"] += counted.macs
+    by_kind = mac_count.totals(op_macs)
+    binary_macs = by_kind["binary"]
+    float_macs = sum(by_kind.values()) - binary_macs
 
     layers: list[LayerMapping] = []
     quantized: list[QuantizedLayer] = []

@@ -1,25 +1,24 @@
-"""What is inside a TFLite/LCE flatbuffer: ops, weights, MACs, what is binary.
+"""What is inside a TFLite/LCE flatbuffer: ops, weights, MACs, signatures, metadata.
 
 Definitions (all counts are per inference at the batch size stored in the
 model, which is 1 for LCE's converter):
 
-- **MACs** are counted from shapes for the ops that dominate compute:
-  ``LceBconv2d`` is *binary*: ``OH·OW·Cout·kh·kw·Cin_g`` (``Cin_g`` = input
-  channels per group, i.e. ``channels_in`` unless the filter is grouped);
-  ``CONV_2D`` likewise, ``DEPTHWISE_CONV_2D``: ``OH·OW·C·kh·kw`` (times the
-  depth multiplier, already in ``C``), ``FULLY_CONNECTED``: output elements ×
-  input depth are *float* (whatever the storage type, int8 included).
-  Element-wise ops, pooling and the batch-norm ``MUL``/``ADD`` are not counted.
-- **Weights** are constant tensors, each counted once:
-  *binary* = bitpacked ``LceBconv2d`` filters (parameters = ±1 weights, bytes =
-  the packed words); *float* = weights and biases of the float compute ops
-  above, by storage dtype (float32, float16, int8, ...), followed through a
-  ``DEQUANTIZE`` when the converter stored them as float16 or int8; *other* =
-  every other constant (batch-norm scales and offsets, ``LceBconv2d``
-  multipliers, biases and thresholds, shape operands).
-- **Float-equivalent size** = file size − binary weight bytes + 4 bytes per
-  binary parameter (every binary weight stored as float32);
+- **MACs**: :mod:`bnnconvert.macs` defines them per op, and their kind
+  (``binary``, ``int8``, ``int16``, ``float``).
+- **Weights** are constant tensors, each counted once: the filter and bias of
+  every op that gets MACs, followed through a ``DEQUANTIZE`` when the converter
+  stored them as float16 or int8. They are grouped by kind: ``binary
+  (bitpacked)`` = ``LceBconv2d`` filters (parameters = ±1 weights, bytes = the
+  packed words); ``int8``, ``fp16``, ``float32`` (or another storage dtype);
+  ``bias (int32)`` = the integer biases of quantized ops. *Other constants* are
+  everything else (batch-norm scales and offsets, ``LceBconv2d`` multipliers,
+  biases and thresholds, shape operands).
+- **Float-equivalent size** = file size − the bytes of all weights + 4 bytes per
+  weight parameter (every weight stored as float32);
   **compression ratio** = float-equivalent size / file size.
+- **Signatures**: each entry point (SignatureDef) with its inputs, outputs and
+  the MACs of its subgraph (and of the subgraphs its control-flow ops call).
+  A model without SignatureDefs gets one unnamed entry for subgraph 0.
 """
 
 from __future__ import annotations
@@ -30,12 +29,36 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bnnconvert import ir, metadata
-from bnnconvert.errors import FlatbufferProblem, UsageProblem
+from bnnconvert import ir, macs, metadata, tflite_metadata
+from bnnconvert.errors import FlatbufferProblem
 
-FLOAT_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-BINARY_COMPUTE_OPS = ("LceBconv2d",)
 _ENUM_OPTIONS = {"padding": ir.PADDING, "fused_activation_function": ir.ACTIVATIONS}
+BINARY_WEIGHTS = "binary (bitpacked)"
+"""The weight-group label of bitpacked ``LceBconv2d`` filters."""
+
+
+@dataclass
+class QuantInfo:
+    """Affine quantization of a tensor: ``real = scale · (q − zero_point)``.
+
+    ``axis`` is the quantized dimension when there is one scale per channel, else None.
+    """
+
+    scale: list[float]
+    zero_point: list[int]
+    axis: int | None = None
+
+    def describe(self) -> str:
+        """``scale 0.00392, zero point -128`` or ``per-channel ×32, axis 0, scale 0.001–0.02``."""
+        if len(self.scale) == 1:
+            zero = self.zero_point[0] if self.zero_point else 0
+            return f"scale {self.scale[0]:.6g}, zero point {zero}"
+        zeros = sorted(set(self.zero_point)) or [0]
+        zero = f"zero points {zeros[0]}–{zeros[-1]}" if len(zeros) > 1 else f"zero point {zeros[0]}"
+        return (
+            f"per-channel ×{len(self.scale)}, axis {self.axis}, "
+            f"scale {min(self.scale):.3g}–{max(self.scale):.3g}, {zero}"
+        )
 
 
 @dataclass
@@ -45,6 +68,7 @@ class TensorInfo:
     shape: list[int]
     dtype: str
     constant: bool
+    quantization: QuantInfo | None = None
 
 
 @dataclass
@@ -56,7 +80,7 @@ class OpInfo:
     outputs: list[TensorInfo]
     options: dict[str, Any]
     macs: int = 0
-    mac_kind: str | None = None  # "binary", "float" or None (not counted)
+    mac_kind: str | None = None  # one of macs.KINDS, or None (not counted)
 
 
 @dataclass
@@ -67,50 +91,91 @@ class WeightGroup:
 
 
 @dataclass
+class SignatureInfo:
+    """One entry point: its name, subgraph, named inputs and outputs, and its MACs by kind."""
+
+    key: str
+    subgraph: int
+    inputs: dict[str, TensorInfo]
+    outputs: dict[str, TensorInfo]
+    macs: dict[str, int]
+
+
+@dataclass
 class InspectResult:
+    """What :func:`inspect_model` found. ``metadata`` holds every metadata entry decoded in
+    full (JSON entries and ``TFLITE_METADATA`` as dicts, text as text, anything else as
+    ``{"undecoded_bytes": N}``); ``model_info`` is the short display form of the
+    ``bnnconvert`` entry (not part of :meth:`to_dict`)."""
+
     source: str
     size_bytes: int
     ops: list[OpInfo]
     op_histogram: dict[str, int]
-    binary_weights: WeightGroup
-    float_weights: dict[str, WeightGroup]  # by storage dtype
+    weights: dict[str, WeightGroup]  # by kind label, binary first
     other_constants: WeightGroup
-    binary_macs: int
-    float_macs: int
+    macs: dict[str, int]  # all subgraphs, by kind (macs.KINDS)
     float_equivalent_bytes: int
-    metadata: dict[str, str]  # name -> short decoded view
+    signatures: list[SignatureInfo]
+    metadata: dict[str, Any]
     subgraphs: int = 1
-    model_info: dict[str, str] = field(default_factory=dict)  # bnnconvert metadata, summarised
+    model_info: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
+    def binary_macs(self) -> int:
+        return self.macs["binary"]
+
+    @property
+    def float_macs(self) -> int:
+        return self.macs["float"]
+
+    @property
+    def int8_macs(self) -> int:
+        return self.macs["int8"]
+
+    @property
     def binary_mac_share(self) -> float:
-        total = self.binary_macs + self.float_macs
-        return self.binary_macs / total if total else 0.0
+        return binary_share(self.macs)
+
+    @property
+    def binary_weights(self) -> WeightGroup:
+        return self.weights.get(BINARY_WEIGHTS, WeightGroup())
 
     @property
     def compression_ratio(self) -> float:
         return self.float_equivalent_bytes / self.size_bytes if self.size_bytes else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything as JSON-ready values: numbers as numbers, metadata in full."""
         out = asdict(self)
+        del out["model_info"]
         out["binary_mac_share"] = self.binary_mac_share
         out["compression_ratio"] = self.compression_ratio
         return out
+
+
+def binary_share(by_kind: dict[str, int]) -> float:
+    """Binary MACs over all counted MACs (0.0 when nothing is counted)."""
+    total = sum(by_kind.values())
+    return by_kind.get("binary", 0) / total if total else 0.0
+
+
+def describe_macs(by_kind: dict[str, int]) -> str:
+    """``7,962,624 binary, 124,416 float; binary share 98.5%`` (int8/int16 only when present)."""
+    parts = [
+        f"{by_kind.get(kind, 0):,} {kind}"
+        for kind in macs.KINDS
+        if kind in ("binary", "float") or by_kind.get(kind)
+    ]
+    return f"{', '.join(parts)}; binary share {binary_share(by_kind):.1%}"
 
 
 def _load(model: Path | str | bytes) -> tuple[str, bytes]:
     if isinstance(model, (bytes, bytearray, memoryview)):
         return "<bytes>", bytes(model)
     path = Path(model)
-    try:
-        return str(path), path.read_bytes()
-    except FileNotFoundError as e:
-        raise UsageProblem(f"{path}: no such file; give the path of a .tflite model") from e
-    except IsADirectoryError as e:
-        raise UsageProblem(f"{path} is a directory; give the path of a .tflite model") from e
-    except OSError as e:
-        raise UsageProblem(f"{path}: cannot read it ({e.strerror}); check the path") from e
+    return str(path), ir.load_bytes(path)  # stat-checked, size-capped, identifier first
 
 
 def _options_view(op: ir.Operator) -> dict[str, Any]:
@@ -123,78 +188,35 @@ def _options_view(op: ir.Operator) -> dict[str, Any]:
     return view
 
 
-def _metadata_view(data: bytes, limit: int = 80) -> str:
-    text = data.rstrip(b"\0")
-    try:
-        decoded = text.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"<{len(data)} bytes>"
-    try:
-        decoded = json.dumps(json.loads(decoded), separators=(",", ":"))
-    except ValueError:
-        if not decoded.isprintable():
-            return f"<{len(data)} bytes>"
-    return decoded if len(decoded) <= limit else decoded[: limit - 3] + "..."
-
-
-def _per_image(shape: list[int]) -> int:
-    """Elements of an activation shape without its batch dimension."""
-    n = 1
-    for dim in shape[1:]:
-        n *= max(dim, 0)
-    return n
-
-
-def _bconv_channels(op: ir.Operator, filter_shape: list[int]) -> int:
-    """Input channels per group of a bconv: ``channels_in``, capped by the packed filter depth."""
-    packed = filter_shape[-1] * 32 if filter_shape else 0
-    channels_in = op.options.get("channels_in")
-    if not isinstance(channels_in, int) or isinstance(channels_in, bool) or channels_in < 0:
-        return packed
-    return min(channels_in, packed)
-
-
-def _count_macs(op: ir.Operator, graph: ir.Subgraph) -> tuple[int, str | None]:
-    if (
-        op.opcode not in FLOAT_COMPUTE_OPS + BINARY_COMPUTE_OPS
-        or len(op.inputs) < 2
-        or op.inputs[1] < 0
-        or not op.outputs
-    ):
-        return 0, None
-    weights = graph.tensors[op.inputs[1]].shape
-    out = graph.tensors[op.outputs[0]].shape
-    if any(dim < 0 for dim in weights):
-        return 0, None
-    if op.opcode == "LceBconv2d" and len(weights) == 4:
-        return _per_image(out) * weights[1] * weights[2] * _bconv_channels(op, weights), "binary"
-    if op.opcode == "CONV_2D" and len(weights) == 4:
-        return _per_image(out) * weights[1] * weights[2] * weights[3], "float"
-    if op.opcode == "DEPTHWISE_CONV_2D" and len(weights) == 4:
-        return _per_image(out) * weights[1] * weights[2], "float"
-    if op.opcode == "FULLY_CONNECTED" and len(weights) == 2:
-        return _per_image(out) * weights[1], "float"
-    return 0, None
-
-
-def _weight_source(
-    graph: ir.Subgraph, tensor_index: int, model: ir.Model, producers: dict[int, int]
-) -> int | None:
-    """The constant behind an op input, looking through one DEQUANTIZE."""
-    if tensor_index < 0:
+def _quant_info(tensor: ir.Tensor) -> QuantInfo | None:
+    q = tensor.quantization
+    if q is None or not q.scale:
         return None
-    if model.buffers[graph.tensors[tensor_index].buffer]:
-        return tensor_index
-    producer = producers.get(tensor_index)
-    if producer is not None and graph.operators[producer].opcode == "DEQUANTIZE":
-        inputs = graph.operators[producer].inputs
-        if inputs and inputs[0] >= 0 and model.buffers[graph.tensors[inputs[0]].buffer]:
-            return inputs[0]
-    return None
+    axis = q.quantized_dimension if len(q.scale) > 1 else None
+    return QuantInfo([float(s) for s in q.scale], [int(z) for z in q.zero_point], axis)
+
+
+def _weight_label(tensor: ir.Tensor, is_bias: bool) -> str:
+    if is_bias and tensor.dtype.startswith(("int", "uint")):
+        return f"bias ({tensor.dtype})"
+    return "fp16" if tensor.dtype == "float16" else tensor.dtype
+
+
+def _called_subgraphs(model: ir.Model, start: int) -> list[int]:
+    """``start`` and every subgraph its control-flow ops (WHILE, IF, CALL_ONCE ...) reach."""
+    seen, todo = [start], [start]
+    while todo:
+        for op in model.subgraphs[todo.pop()].operators:
+            for key, value in op.options.items():
+                called = key.endswith("subgraph_index") and isinstance(value, int)
+                if called and 0 <= value < len(model.subgraphs) and value not in seen:
+                    seen.append(value)
+                    todo.append(value)
+    return seen
 
 
 def inspect_model(model: Path | str | bytes) -> InspectResult:
-    """Describe a TFLite/LCE model: per-op table, weights, MACs, size, metadata.
+    """Describe a TFLite/LCE model: per-op table, weights, MACs, signatures, size, metadata.
 
     Arguments:
         model: a path to a ``.tflite`` file, or its bytes.
@@ -208,144 +230,257 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
     except FlatbufferProblem as e:
         raise FlatbufferProblem(f"{source}: {e}") from e
     ops: list[OpInfo] = []
-    binary_macs = float_macs = 0
-    binary_weights, other = WeightGroup(), WeightGroup()
-    float_weights: dict[str, WeightGroup] = {}
-    role: dict[tuple[int, int], str] = {}  # (subgraph, tensor) -> "binary" / "float"
-    binary_channels: dict[tuple[int, int], int] = {}  # (subgraph, filter) -> channels per group
+    weights: dict[str, WeightGroup] = {}
+    other = WeightGroup()
+    per_subgraph: list[dict[str, int]] = []
+    infos: list[list[TensorInfo]] = []
     for s, graph in enumerate(graph_ir.subgraphs):
-        producers = {t: i for i, op in enumerate(graph.operators) for t in op.outputs}
-
-        def info(t: int, graph: ir.Subgraph = graph) -> TensorInfo | None:
-            if t < 0:
-                return None
-            tensor = graph.tensors[t]
-            constant = bool(graph_ir.buffers[tensor.buffer])
-            return TensorInfo(t, tensor.name, tensor.shape, tensor.dtype, constant)
-
-        for i, op in enumerate(graph.operators):
-            macs, kind = _count_macs(op, graph)
-            binary_macs += macs if kind == "binary" else 0
-            float_macs += macs if kind == "float" else 0
-            inputs = [info(t) for t in op.inputs]
-            outputs = [info(t) for t in op.outputs]
-            ops.append(OpInfo(s, i, op.opcode, inputs, outputs, _options_view(op), macs, kind))
-            if kind == "binary":
-                weight = _weight_source(graph, op.inputs[1], graph_ir, producers)
-                if weight is not None:
-                    role[s, weight] = "binary"
-                    shape = graph.tensors[op.inputs[1]].shape
-                    binary_channels[s, weight] = _bconv_channels(op, shape)
-            elif kind == "float":
-                for t in op.inputs[1:3]:
-                    weight = _weight_source(graph, t, graph_ir, producers)
-                    if weight is not None:
-                        role.setdefault((s, weight), "float")
+        tensors = [
+            TensorInfo(
+                t,
+                tensor.name,
+                tensor.shape,
+                tensor.dtype,
+                bool(graph_ir.buffers[tensor.buffer]),
+                _quant_info(tensor),
+            )
+            for t, tensor in enumerate(graph.tensors)
+        ]
+        infos.append(tensors)
+        counted = macs.count_subgraph(graph_ir, graph)
+        per_subgraph.append(macs.totals(counted))
+        role: dict[int, str] = {}  # weight tensor -> weight-group label
+        binary_channels: dict[int, int] = {}
+        for i, (op, c) in enumerate(zip(graph.operators, counted, strict=True)):
+            ops.append(
+                OpInfo(
+                    s,
+                    i,
+                    op.opcode,
+                    [tensors[t] if t >= 0 else None for t in op.inputs],
+                    [tensors[t] for t in op.outputs],
+                    _options_view(op),
+                    c.macs if c else 0,
+                    c.kind if c else None,
+                )
+            )
+            if c is None:
+                continue
+            for position, is_bias in ((c.filter, False), (c.bias, True)):
+                if position is None:
+                    continue
+                source_t = macs.constant_source(graph_ir, graph, op.inputs[position])
+                if source_t is None or source_t in role:
+                    continue
+                if c.kind == "binary":
+                    role[source_t] = BINARY_WEIGHTS
+                    shape = graph.tensors[op.inputs[position]].shape
+                    binary_channels[source_t] = macs.bconv_channels(op, shape)
+                else:
+                    role[source_t] = _weight_label(graph.tensors[source_t], is_bias)
         for t, tensor in enumerate(graph.tensors):
             size = len(graph_ir.buffers[tensor.buffer])
             if not size:
                 continue
-            kind = role.get((s, t))
-            if kind == "binary":
-                group = binary_weights
-                params = 1
-                for dim in tensor.shape[:-1]:
-                    params *= dim
-                params *= binary_channels[s, t]
-            else:
-                group = float_weights.setdefault(tensor.dtype, WeightGroup()) if kind else other
-                params = tensor.num_elements
+            label = role.get(t)
+            params = tensor.num_elements
+            if label == BINARY_WEIGHTS:
+                params = params // max(tensor.shape[-1], 1) * binary_channels[t]
+            group = weights.setdefault(label, WeightGroup()) if label else other
             group.tensors += 1
             group.parameters += params
             group.bytes += size
-    model_info, notes = _model_info(graph_ir)
-    float_equivalent = len(data) - binary_weights.bytes + 4 * binary_weights.parameters
-    histogram = Counter(op.type for op in ops)
+    weight_bytes = sum(g.bytes for g in weights.values())
+    weight_params = sum(g.parameters for g in weights.values())
+    entries, model_info, notes = _metadata(graph_ir, data)
+    ordered = {k: weights[k] for k in sorted(weights, key=lambda k: k != BINARY_WEIGHTS)}
     return InspectResult(
         source=source,
         size_bytes=len(data),
         ops=ops,
-        op_histogram=dict(histogram.most_common()),
-        binary_weights=binary_weights,
-        float_weights=float_weights,
+        op_histogram=dict(Counter(op.type for op in ops).most_common()),
+        weights=ordered,
         other_constants=other,
-        binary_macs=binary_macs,
-        float_macs=float_macs,
-        float_equivalent_bytes=float_equivalent,
-        metadata={k: _metadata_view(v) for k, v in graph_ir.metadata.items()},
+        macs={k: sum(m[k] for m in per_subgraph) for k in macs.KINDS},
+        float_equivalent_bytes=len(data) - weight_bytes + 4 * weight_params,
+        signatures=_signatures(graph_ir, infos, per_subgraph),
+        metadata=entries,
         subgraphs=len(graph_ir.subgraphs),
         model_info=model_info,
         notes=notes,
     )
 
 
-def _model_info(model: ir.Model) -> tuple[dict[str, str], list[str]]:
-    """The ``bnnconvert`` metadata entry summarised, or a note saying why it cannot be."""
-    try:
-        found = metadata.read_metadata(model)
-        return (metadata.summary(found) if found is not None else {}), []
-    except FlatbufferProblem as e:
-        return {}, [str(e)]
-    # A JSON entry of the wrong shape (missing keys, wrong types) from another tool.
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        return {}, [
-            f"the {metadata.NAME!r} metadata entry lacks fields bnnconvert writes "
-            f"({type(e).__name__}: {e}); re-export the model to refresh it"
+def _signatures(
+    model: ir.Model, infos: list[list[TensorInfo]], per_subgraph: list[dict[str, int]]
+) -> list[SignatureInfo]:
+    defs = model.signature_defs
+    if not defs and model.subgraphs:
+        graph = model.subgraphs[0]
+        defs = [
+            ir.SignatureDef(
+                "",
+                0,
+                {graph.tensors[t].name: t for t in graph.inputs},
+                {graph.tensors[t].name: t for t in graph.outputs},
+            )
         ]
+    found = []
+    for d in defs:
+        if not 0 <= d.subgraph_index < len(model.subgraphs):
+            continue
+        tensors = infos[d.subgraph_index]
+        reached = _called_subgraphs(model, d.subgraph_index)
+        found.append(
+            SignatureInfo(
+                key=d.key,
+                subgraph=d.subgraph_index,
+                inputs={k: tensors[t] for k, t in d.inputs.items() if 0 <= t < len(tensors)},
+                outputs={k: tensors[t] for k, t in d.outputs.items() if 0 <= t < len(tensors)},
+                macs={k: sum(per_subgraph[s][k] for s in reached) for k in macs.KINDS},
+            )
+        )
+    return found
+
+
+def _metadata(model: ir.Model, data: bytes) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Every metadata entry decoded, the ``bnnconvert`` entry summarised, and notes on failures."""
+    entries: dict[str, Any] = {}
+    model_info: dict[str, str] = {}
+    notes: list[str] = []
+    for name, raw in model.metadata.items():
+        try:
+            if name == metadata.NAME:
+                found = metadata.read_metadata(model)
+                entries[name] = found
+                if found is not None:
+                    model_info = metadata.summary(found)
+            elif name == tflite_metadata.NAME:
+                entries[name] = metadata.read_tflite_metadata(model)
+            else:
+                entries[name] = _generic_entry(raw)
+        except FlatbufferProblem as e:
+            entries[name] = {"undecoded_bytes": len(raw)}
+            notes.append(str(e))
+        # A JSON entry of the wrong shape (missing keys, wrong types) from another tool.
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            notes.append(
+                f"the {name!r} metadata entry lacks fields bnnconvert writes "
+                f"({type(e).__name__}: {e}); re-export the model to refresh it"
+            )
+    files = tflite_metadata.associated_file_names(data)
+    if files:
+        entries["associated_files"] = files
+    return entries, model_info, notes
+
+
+def _generic_entry(raw: bytes) -> Any:
+    """JSON as its value, printable UTF-8 as text, anything else as its size."""
+    text = raw.rstrip(b"\0")
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"undecoded_bytes": len(raw)}
+    try:
+        return json.loads(decoded)
+    except ValueError:
+        return decoded if decoded.isprintable() else {"undecoded_bytes": len(raw)}
+
+
+def metadata_rows(result: InspectResult, limit: int = 100) -> dict[str, str]:
+    """One display line per metadata entry (the views' short form; ``--json`` has all of it)."""
+    rows = {}
+    for name, value in result.metadata.items():
+        if name == metadata.NAME and isinstance(value, dict) and result.model_info:
+            rows[name] = "bnnconvert JSON (summarised under model; in full with --json)"
+        elif name == tflite_metadata.NAME and isinstance(value, dict):
+            rows[name] = tflite_metadata.describe(value)
+        elif name == "associated_files" and isinstance(value, list):
+            rows["associated files"] = ", ".join(value)
+        elif isinstance(value, dict) and set(value) == {"undecoded_bytes"}:
+            rows[name] = f"<{value['undecoded_bytes']} bytes>"
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            rows[name] = text if len(text) <= limit else text[: limit - 3] + "..."
+    return rows
+
+
+def tensor_text(t: TensorInfo) -> str:
+    """``1x32x32x3 int8 (scale 0.00392, zero point -128)``: shape, dtype and quantization."""
+    shape = "x".join(str(d) for d in t.shape) or "scalar"
+    quant = f" ({t.quantization.describe()})" if t.quantization else ""
+    return f"{shape} {t.dtype}{quant}"
+
+
+def signature_lines(result: InspectResult) -> list[tuple[str, str]]:
+    """(label, text) rows describing each signature, its MACs, inputs and outputs."""
+    rows: list[tuple[str, str]] = []
+    several = len(result.signatures) > 1
+    for sig in result.signatures:
+        name = f"signature {sig.key!r}" if sig.key else "inputs and outputs"
+        where = f" (subgraph {sig.subgraph})" if result.subgraphs > 1 else ""
+        rows.append((name + where, f"MACs {describe_macs(sig.macs)}" if several else ""))
+        for role, tensors in (("input", sig.inputs), ("output", sig.outputs)):
+            for key, t in tensors.items():
+                rows.append((f"  {role} {key}", tensor_text(t)))
+    return rows
 
 
 def _tensor_cell(t: TensorInfo | None) -> str:
     if t is None:
         return "–"
     shape = "x".join(str(d) for d in t.shape) or "scalar"
-    return f"{t.index}:{shape} {t.dtype}{' (const)' if t.constant else ''}"
+    quant = f" [{t.quantization.describe()}]" if t.quantization else ""
+    return f"{t.index}:{shape} {t.dtype}{' (const)' if t.constant else ''}{quant}"
 
 
 def _fmt_options(options: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items())
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "/")
+
+
 def render_markdown(result: InspectResult) -> str:
-    """The inspect report as Markdown: summary, weights, metadata, then one row per op."""
-    fw = result.float_weights
-    float_total = WeightGroup(
-        sum(g.tensors for g in fw.values()),
-        sum(g.parameters for g in fw.values()),
-        sum(g.bytes for g in fw.values()),
+    """The inspect report as Markdown: summary, weights, signatures, metadata, one row per op."""
+    where = (
+        f" (all {len(result.signatures)} signatures together; each below)"
+        if len(result.signatures) > 1
+        else ""
     )
-    float_kinds = ", ".join(f"{k}: {g.parameters:,}" for k, g in fw.items()) or "none"
     lines = [
         f"# {result.source}",
         "",
         f"- size: {result.size_bytes:,} bytes; float-equivalent {result.float_equivalent_bytes:,} "
         f"bytes; compression ratio {result.compression_ratio:.2f}x",
-        f"- MACs: {result.binary_macs:,} binary, {result.float_macs:,} float; "
-        f"binary share {result.binary_mac_share:.1%}",
+        f"- MACs{where}: {describe_macs(result.macs)}",
         "- ops: " + ", ".join(f"{k} {v}" for k, v in result.op_histogram.items()),
         "",
         "| weights | tensors | parameters | bytes |",
         "|---|---:|---:|---:|",
     ]
-    for name, g in (
-        ("binary (bitpacked)", result.binary_weights),
-        (f"float ({float_kinds})", float_total),
-        ("other constants", result.other_constants),
-    ):
+    groups = {BINARY_WEIGHTS: WeightGroup(), **result.weights}
+    groups["other constants"] = result.other_constants
+    for name, g in groups.items():
         lines.append(f"| {name} | {g.tensors} | {g.parameters:,} | {g.bytes:,} |")
+    lines += ["", "| signature | |", "|---|---|"]
+    lines += [f"| {_cell(k.strip())} | {_cell(v)} |" for k, v in signature_lines(result)]
     if result.model_info:
         lines += ["", "| model | |", "|---|---|"]
-        lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in result.model_info.items()]
-    if result.metadata:
+        lines += [f"| {k} | {_cell(v)} |" for k, v in result.model_info.items()]
+    rows = metadata_rows(result)
+    if rows:
         lines += ["", "| metadata | value |", "|---|---|"]
-        lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in result.metadata.items()]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in rows.items()]
     lines += [f"\nnote: {note}" for note in result.notes]
     lines += ["", "| # | op | inputs | outputs | options | MACs |", "|---:|---|---|---|---|---:|"]
     for op in result.ops:
-        macs = f"{op.macs:,} {op.mac_kind}" if op.mac_kind else ""
+        op_macs = f"{op.macs:,} {op.mac_kind}" if op.mac_kind else ""
         number = f"{op.subgraph}.{op.index}" if result.subgraphs > 1 else str(op.index)
         lines.append(
             f"| {number} | {op.type} | {'<br>'.join(_tensor_cell(t) for t in op.inputs)} "
             f"| {'<br>'.join(_tensor_cell(t) for t in op.outputs)} "
-            f"| {_fmt_options(op.options)} | {macs} |"
+            f"| {_fmt_options(op.options)} | {op_macs} |"
         )
     return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass, field
+from typing import Any
 
 import flatbuffers
 from flatbuffers import number_types as N
@@ -281,3 +282,48 @@ def associated_files(model_bytes: bytes) -> dict[str, bytes]:
         return {}
     with zipfile.ZipFile(io.BytesIO(model_bytes)) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
+
+
+def associated_file_names(model_bytes: bytes) -> list[str]:
+    """Names of the files zipped onto the end of a model (without reading them), or ``[]``."""
+    try:
+        if not zipfile.is_zipfile(io.BytesIO(model_bytes)):
+            return []
+        with zipfile.ZipFile(io.BytesIO(model_bytes)) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return []
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One line for a ``ModelMetadata`` read by :func:`read` (as a dict, ``dataclasses.asdict``).
+
+    Example:
+        ``digits v1; input image: gray image, (pixel − 255) / −255; output probability:
+        range 0..1, labels in labels.txt``
+    """
+    head = info.get("name") or "unnamed"
+    if info.get("version"):
+        head += f" v{info['version']}"
+    parts = [head]
+    for role in ("inputs", "outputs"):
+        for tensor in info.get(role) or []:
+            details = []
+            if tensor.get("image_color_space"):
+                details.append(f"{tensor['image_color_space']} image")
+            if tensor.get("mean") is not None and tensor.get("std") is not None:
+                details.append(f"(pixel − {_numbers(tensor['mean'])}) / {_numbers(tensor['std'])}")
+            if tensor.get("stats_min") is not None and tensor.get("stats_max") is not None:
+                details.append(
+                    f"range {_numbers(tensor['stats_min'])}..{_numbers(tensor['stats_max'])}"
+                )
+            if tensor.get("label_file"):
+                details.append(f"labels in {tensor['label_file']}")
+            text = f"{role[:-1]} {tensor.get('name') or '?'}"
+            parts.append(f"{text}: {', '.join(details)}" if details else text)
+    return "; ".join(parts)
+
+
+def _numbers(values: list[float]) -> str:
+    shown = ",".join(f"{v:.4g}" for v in values)
+    return f"[{shown}]" if len(values) > 1 else shown

@@ -1,4 +1,8 @@
-"""inspect: figures against hand counts, BinaryDenseNet28 against the published MACs, CLI errors."""
+"""inspect: figures against hand counts, BinaryDenseNet28 against the published MACs, CLI errors.
+
+Every op kind that gets MACs is counted in a tiny model converted by the real converter
+(LCE's, or TensorFlow's for int8 and signature models) and compared with a count by hand.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import pytest
 from bnnconvert import _tf, ir
 from bnnconvert.cli.main import run
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
-from bnnconvert.inspect import inspect_model, render_markdown
+from bnnconvert.inspect import inspect_model, metadata_rows, render_markdown
+from bnnconvert.models import randomize_batchnorm
 
 # The tiny BNN (tests/conftest.py) on a 32x32x3 input, counted by hand:
 # stem Conv2D 3x3, 3 -> 32 channels; binary convs 3x3, 32 -> 32 and 64 -> 32; Dense 96 -> 10.
@@ -41,9 +46,9 @@ def test_hand_counts(tiny_bnn_tflite):
         BINARY_BYTES,
     )
     assert result.binary_weights.tensors == 2
-    assert list(result.float_weights) == ["float32"]
-    assert result.float_weights["float32"].parameters == FLOAT_PARAMS
-    assert result.float_weights["float32"].bytes == 4 * FLOAT_PARAMS
+    assert list(result.weights) == ["binary (bitpacked)", "float32"]
+    assert result.weights["float32"].parameters == FLOAT_PARAMS
+    assert result.weights["float32"].bytes == 4 * FLOAT_PARAMS
     assert result.other_constants.parameters == OTHER_PARAMS
     size = len(tiny_bnn_tflite)
     assert result.float_equivalent_bytes == size - BINARY_BYTES + 4 * BINARY_PARAMS
@@ -67,14 +72,18 @@ def test_per_op_rows_decode_lce_options(tiny_bnn_tflite):
 
 def test_metadata_and_json(tiny_bnn_tflite):
     model = ir.read(tiny_bnn_tflite)
-    model.metadata["bnnconvert"] = json.dumps({"architecture": "tiny", "classes": 10}).encode()
+    model.metadata["custom"] = json.dumps({"architecture": "tiny", "classes": 10}).encode()
     model.metadata["blob"] = bytes(range(256))
     result = inspect_model(ir.write(model))
-    assert result.metadata["bnnconvert"] == '{"architecture":"tiny","classes":10}'
-    assert result.metadata["blob"] == "<256 bytes>"
+    assert result.metadata["custom"] == {"architecture": "tiny", "classes": 10}
+    assert result.metadata["blob"] == {"undecoded_bytes": 256}
     assert result.metadata["min_runtime_version"].startswith("1.")
+    rows = metadata_rows(result)
+    assert rows["custom"] == '{"architecture":"tiny","classes":10}'
+    assert rows["blob"] == "<256 bytes>"
     data = json.loads(json.dumps(result.to_dict()))
-    assert data["binary_macs"] == BCONV_MACS and "compression_ratio" in data
+    assert data["macs"] == {"binary": BCONV_MACS, "int8": 0, "int16": 0, "float": 885_696}
+    assert data["metadata"]["custom"]["classes"] == 10 and "compression_ratio" in data
 
 
 def test_markdown_rendering(tiny_bnn_tflite):
@@ -99,9 +108,14 @@ def test_float16_weights_are_followed_through_dequantize(tiny_bnn_tflite):
     before, after = (_tf.lce_interpreter(d).predict(x) for d in (tiny_bnn_tflite, data))
     np.testing.assert_allclose(after, before, atol=2e-2)  # float16 rounding of the stem only
     result = inspect_model(data)
-    assert result.float_weights["float16"].parameters == 32 * 3 * 3 * 3
-    assert result.float_weights["float16"].bytes == 2 * 32 * 3 * 3 * 3
-    assert result.float_weights["float32"].parameters == FLOAT_PARAMS - 32 * 3 * 3 * 3
+    assert result.weights["fp16"].parameters == 32 * 3 * 3 * 3
+    assert result.weights["fp16"].bytes == 2 * 32 * 3 * 3 * 3
+    assert result.weights["float32"].parameters == FLOAT_PARAMS - 32 * 3 * 3 * 3
+    # Every weight counts 4 bytes in the float equivalent, float16 ones included.
+    stem = 32 * 3 * 3 * 3
+    weight_bytes = BINARY_BYTES + 2 * stem + 4 * (FLOAT_PARAMS - stem)
+    expected = len(data) - weight_bytes + 4 * (BINARY_PARAMS + FLOAT_PARAMS)
+    assert result.float_equivalent_bytes == expected
     assert result.float_macs == STEM_MACS + DENSE_MACS
 
 
@@ -156,7 +170,7 @@ def test_cli_table_and_json(tiny_bnn_tflite, tmp_path, capsys):
     assert max(len(line.rstrip()) for line in out.splitlines()) <= 120
     assert run(["inspect", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["binary_macs"] == BCONV_MACS
+    assert data["macs"]["binary"] == BCONV_MACS
     assert data["ops"][4]["type"] == "LceBconv2d"
 
 
@@ -240,3 +254,257 @@ def test_malformed_bnnconvert_metadata_is_a_note(tiny_bnn_tflite, entry, note):
     assert result.model_info == {}
     assert len(result.notes) == 1 and note in result.notes[0]
     assert result.binary_macs == BCONV_MACS  # the rest of the report is still there
+
+
+# A bconv -> BN -> bconv -> sign chain on a 12x12x3 input: LCE writes both bconvs' outputs
+# bitpacked (1 and 2 int32 words per pixel), yet MACs follow the filters' 64 output channels.
+CHAIN_STEM = 12 * 12 * 32 * 3 * 3 * 3  # float Conv2D 3 -> 32
+CHAIN_BINARY = 12 * 12 * 64 * 3 * 3 * 32 + 12 * 12 * 64 * 3 * 3 * 64  # 32 -> 64, 64 -> 64
+
+
+@pytest.fixture(scope="module")
+def bitpacked_chain():
+    keras, lq = _tf.keras(), _tf.larq()
+    keras.utils.set_random_seed(9)
+    kw = dict(
+        input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False,
+        padding="same", pad_values=1.0,
+    )  # fmt: skip
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(64, 3, **kw)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(64, 3, **kw)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = lq.quantizers.SteSign()(x)
+    model = keras.Model(inp, x)
+    randomize_batchnorm(model, 9)
+    return model, _tf.lce().convert_keras_model(model)
+
+
+def test_bitpacked_output_bconvs_count_filter_channels(bitpacked_chain):
+    keras_model, data = bitpacked_chain
+    result = inspect_model(data)
+    bconvs = [op for op in result.ops if op.type == "LceBconv2d"]
+    assert [op.outputs[0].shape[-1] for op in bconvs] == [2, 2]  # bitpacked words
+    assert [op.macs for op in bconvs] == [2_654_208, 5_308_416]
+    assert result.macs == {"binary": CHAIN_BINARY, "int8": 0, "int16": 0, "float": CHAIN_STEM}
+    assert CHAIN_BINARY == 7_962_624
+    assert f"{result.binary_mac_share:.1%}" == "98.5%"
+    # The export audit counts with the same module.
+    from bnnconvert.audit import audit
+
+    found = audit(keras_model, data)
+    assert (found.binary_macs, found.float_macs) == (CHAIN_BINARY, CHAIN_STEM)
+
+
+def _float_kernels_model():
+    """TRANSPOSE_CONV (stride 2) -> DEPTHWISE_CONV_2D (x2) -> CONV_3D, all with non-zero biases."""
+    keras = _tf.keras()
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((6, 6, 4))
+    x = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same")(inp)  # 12x12x8
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="valid")(x)  # 10x10x16
+    x = keras.layers.Reshape((10, 10, 16, 1))(x)
+    x = keras.layers.Conv3D(2, 2)(x)  # 9x9x15x2
+    model = keras.Model(inp, x)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 1, layer.bias.shape).astype("float32"))
+    return model
+
+
+def test_transpose_depthwise_conv3d_by_hand():
+    data = _tf.lce().convert_keras_model(_float_kernels_model())
+    result = inspect_model(data)
+    counted = {op.type: op.macs for op in result.ops if op.mac_kind}
+    assert {op.mac_kind for op in result.ops if op.mac_kind} == {"float"}
+    assert counted == {
+        "TRANSPOSE_CONV": 6 * 6 * 4 * 3 * 3 * 8,  # input pixels x Cin x kh x kw x Cout
+        "DEPTHWISE_CONV_2D": 10 * 10 * 16 * 3 * 3,
+        "CONV_3D": 9 * 9 * 15 * 2 * 2 * 2 * 2 * 1,
+    }
+    assert result.float_macs == sum(counted.values())
+    kernels = 8 * 3 * 3 * 4 + 3 * 3 * 16 + 2 * 2 * 2 * 1 * 2
+    biases = 8 + 16  # the converter gives CONV_3D its bias as a separate ADD (other constants)
+    assert result.weights["float32"].parameters == kernels + biases
+    assert result.other_constants.parameters == 4 + 5 + 2  # output shape, reshape, ADD's bias
+
+
+def test_batch_matmul_with_a_constant_by_hand():
+    tf = _tf.tensorflow()
+    w = tf.constant(np.random.default_rng(0).normal(size=(2, 5, 7)).astype("float32"))
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([2, 3, 5], tf.float32)])
+        def project(self, x):
+            return tf.linalg.matmul(x, w)
+
+    module = Module()
+    functions = [module.project.get_concrete_function()]
+    data = tf.lite.TFLiteConverter.from_concrete_functions(functions, module).convert()
+    result = inspect_model(data)
+    assert [(op.type, op.macs, op.mac_kind) for op in result.ops] == [
+        ("BATCH_MATMUL", 2 * 3 * 7 * 5, "float")
+    ]
+    assert result.weights["float32"].parameters == 2 * 5 * 7
+
+
+@pytest.fixture(scope="module")
+def int8_mobilenet() -> bytes:
+    """A MobileNet-style block on 32x32x3, fully int8 (TFLiteConverter, representative data)."""
+    tf, keras = _tf.tensorflow(), _tf.keras()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(16, 1, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(10)(x)
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(8):
+            yield [rng.uniform(0, 1, (1, 32, 32, 3)).astype("float32")]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, x))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+INT8_MACS = 16 * 16 * 8 * 3 * 3 * 3 + 16 * 16 * 8 * 3 * 3 + 16 * 16 * 16 * 8 + 16 * 10
+INT8_WEIGHTS = 8 * 3 * 3 * 3 + 3 * 3 * 8 + 16 * 8 + 10 * 16
+
+
+def test_full_int8_model_labels_int8(int8_mobilenet, tmp_path, capsys):
+    result = inspect_model(int8_mobilenet)
+    assert result.macs == {"binary": 0, "int8": INT8_MACS, "int16": 0, "float": 0}
+    assert {op.mac_kind for op in result.ops if op.macs} == {"int8"}
+    assert list(result.weights) == ["int8", "bias (int32)"]
+    assert (result.weights["int8"].parameters, result.weights["int8"].bytes) == (
+        INT8_WEIGHTS,
+        INT8_WEIGHTS,
+    )
+    assert result.weights["bias (int32)"].parameters == 8 + 8 + 16  # the dense has no bias
+    # Each int8 weight counts 4 bytes in the float equivalent (int32 biases already do).
+    assert result.float_equivalent_bytes == len(int8_mobilenet) + 3 * INT8_WEIGHTS
+    text = render_markdown(result)
+    assert "- MACs: 0 binary, 106,656 int8, 0 float; binary share 0.0%" in text
+    assert "float (" not in text and "| int8 | 4 | 576 | 576 |" in text
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(int8_mobilenet)
+    assert run(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "0 binary, 106,656 int8, 0 float" in out
+    assert re.search(r"bias \(int32\) +3 +32 +128 ", out)
+
+
+def test_quantization_in_all_three_views(int8_mobilenet, tmp_path, capsys):
+    result = inspect_model(int8_mobilenet)
+    (signature,) = result.signatures
+    (image,) = signature.inputs.values()
+    assert image.quantization is not None
+    (scale,) = image.quantization.scale
+    assert scale == pytest.approx(1 / 255, rel=1e-4)  # calibrated on 0..1 inputs
+    assert image.quantization.zero_point == [-128] and image.quantization.axis is None
+    shown = f"1x32x32x3 int8 (scale {scale:.6g}, zero point -128)"
+    filters = result.ops[0].inputs[1].quantization
+    assert filters is not None and len(filters.scale) == 8 and filters.axis == 0
+    per_channel = (
+        f"per-channel ×8, axis 0, scale {min(filters.scale):.3g}–{max(filters.scale):.3g}, "
+        "zero point 0"
+    )
+    markdown = render_markdown(result)
+    assert shown in markdown and per_channel in markdown
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(int8_mobilenet)
+    assert run(["inspect", str(path)]) == 0
+    assert shown in capsys.readouterr().out
+    assert run(["inspect", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (json_input,) = data["signatures"][0]["inputs"].values()
+    assert json_input["quantization"] == {
+        "scale": [scale], "zero_point": [-128], "axis": None,
+    }  # fmt: skip
+    assert data["ops"][0]["inputs"][1]["quantization"]["scale"] == filters.scale
+
+
+def test_each_signature_with_its_own_macs(tmp_path, capsys):
+    tf = _tf.tensorflow()
+    rng = np.random.default_rng(1)
+
+    class TwoEntries(tf.Module):
+        def __init__(self):
+            self.filters = tf.constant(rng.normal(size=(3, 3, 2, 4)).astype("float32"))
+            self.dense = tf.constant(rng.normal(size=(6, 5)).astype("float32"))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 2], tf.float32, name="image")])
+        def encode(self, image):
+            return {"features": tf.nn.conv2d(image, self.filters, 1, "SAME")}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 6], tf.float32, name="vector")])
+        def classify(self, vector):
+            return {"scores": tf.matmul(vector, self.dense)}
+
+    module = TwoEntries()
+    functions = [module.encode.get_concrete_function(), module.classify.get_concrete_function()]
+    data = tf.lite.TFLiteConverter.from_concrete_functions(functions, module).convert()
+    result = inspect_model(data)
+    found = {s.key: s for s in result.signatures}
+    assert set(found) == {"encode", "classify"}
+    assert list(found["encode"].inputs) == ["image"]
+    assert list(found["encode"].outputs) == ["features"]
+    assert found["encode"].outputs["features"].shape == [1, 8, 8, 4]
+    assert found["encode"].macs["float"] == 8 * 8 * 4 * 3 * 3 * 2
+    assert found["classify"].macs["float"] == 5 * 6
+    assert result.float_macs == 8 * 8 * 4 * 3 * 3 * 2 + 5 * 6
+    path = tmp_path / "two.tflite"
+    path.write_bytes(data)
+    assert run(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(all 2 signatures; each below)" in out
+    assert re.search(r"signature 'encode' \(subgraph \d\) +MACs 0 binary, 4,608 float", out)
+    assert re.search(r"output scores +1x5 float32", out)
+    markdown = render_markdown(result)
+    assert "| signature 'classify' (subgraph" in markdown and "MACs 0 binary, 30 float" in markdown
+
+
+def test_standard_metadata_is_decoded_and_json_is_complete(tiny_bnn_tflite, tmp_path, capsys):
+    from bnnconvert import metadata
+    from bnnconvert.preprocessing import parse_preprocessing
+
+    labels = [f"class {i}" for i in range(10)]
+    data = metadata.embed_metadata(
+        tiny_bnn_tflite,
+        name="tiny",
+        target="arm64",
+        labels=labels,
+        preprocessing=parse_preprocessing("imagenet"),
+    )
+    result = inspect_model(data)
+    standard = result.metadata["TFLITE_METADATA"]
+    assert standard["name"] == "tiny" and standard["outputs"][0]["label_file"] == "labels.txt"
+    assert result.metadata["associated_files"] == ["labels.txt"]
+    row = metadata_rows(result)["TFLITE_METADATA"]
+    assert row == (
+        "tiny v1; input image: rgb image, (pixel − [123.7,116.3,103.5]) / [58.4,57.12,57.38], "
+        "range [-2.118,-2.036,-1.804]..[2.249,2.429,2.64]; "
+        "output probability: range 0..1, labels in labels.txt"
+    )
+    path = tmp_path / "model.tflite"
+    path.write_bytes(data)
+    assert run(["inspect", str(path), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["metadata"]["bnnconvert"] == metadata.read_metadata(data)
+    assert found["metadata"]["bnnconvert"]["labels"] == labels  # all ten, not cut off
+    assert found["metadata"]["bnnconvert"]["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
+    assert found["metadata"]["TFLITE_METADATA"]["inputs"][0]["std"] == pytest.approx(
+        [0.229 * 255, 0.224 * 255, 0.225 * 255]
+    )
+    assert "model_info" not in found

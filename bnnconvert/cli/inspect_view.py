@@ -39,13 +39,17 @@ _RENAMED = {"channels_in": "cin", "raw_custom_options_bytes": "custom bytes"}
 
 
 def print_inspect(result: InspectResult) -> None:
-    """Summary, weights split, model and metadata entries, notes, then the per-op table."""
+    """Summary, weights, signatures, model and metadata entries, notes, then the per-op table."""
+    from bnnconvert.inspect import metadata_rows
+
     console = output.wide_stdout(WIDTH)
     console.print(Text(result.source, style="bold"))
     console.print(_summary(result))
     console.print()
     console.print(_weights(result))
-    for title, rows in (("model", result.model_info), ("metadata", result.metadata)):
+    console.print()
+    console.print(_signatures(result))
+    for title, rows in (("model", result.model_info), ("metadata", metadata_rows(result))):
         if rows:
             console.print()
             console.print(_key_values(title, rows))
@@ -56,6 +60,8 @@ def print_inspect(result: InspectResult) -> None:
 
 
 def _summary(result: InspectResult) -> Table:
+    from bnnconvert.inspect import describe_macs
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
@@ -65,10 +71,11 @@ def _summary(result: InspectResult) -> Table:
         f"{result.float_equivalent_bytes:,} bytes ({_binary_size(result.float_equivalent_bytes)});"
         f" compression ratio {result.compression_ratio:.2f}×",
     )
+    several = len(result.signatures) > 1
     grid.add_row(
         "MACs",
-        f"{result.binary_macs:,} binary, {result.float_macs:,} float; "
-        f"binary share {result.binary_mac_share:.1%}",
+        describe_macs(result.macs)
+        + (f" (all {len(result.signatures)} signatures; each below)" if several else ""),
     )
     where = f" in {result.subgraphs} subgraphs" if result.subgraphs > 1 else ""
     histogram = ", ".join(f"{name} {n}" for name, n in result.op_histogram.items())
@@ -77,20 +84,30 @@ def _summary(result: InspectResult) -> Table:
 
 
 def _weights(result: InspectResult) -> Table:
-    """Binary, float (a row per storage dtype) and other constants, with their share of the file."""
-    from bnnconvert.inspect import WeightGroup
+    """Weights by kind (binary, int8, fp16, float32, integer biases) and other constants."""
+    from bnnconvert.inspect import BINARY_WEIGHTS, WeightGroup
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("weights")
     for name in ("tensors", "parameters", "bytes", "of file"):
         table.add_column(name, justify="right")
-    groups = [("binary (bitpacked)", result.binary_weights)]
-    groups += [(f"float ({dtype})", g) for dtype, g in result.float_weights.items()]
-    groups += [] if result.float_weights else [("float", WeightGroup())]
-    groups.append(("other constants", result.other_constants))
-    for name, g in groups:
+    groups = {BINARY_WEIGHTS: WeightGroup(), **result.weights}
+    groups["other constants"] = result.other_constants
+    for name, g in groups.items():
         share = g.bytes / result.size_bytes if result.size_bytes else 0.0
         table.add_row(name, str(g.tensors), f"{g.parameters:,}", f"{g.bytes:,}", f"{share:.0%}")
+    return table
+
+
+def _signatures(result: InspectResult) -> Table:
+    """Each signature (MACs when there are several), its inputs and outputs with quantization."""
+    from bnnconvert.inspect import signature_lines
+
+    table = Table(box=None, pad_edge=False, header_style="bold", show_header=False)
+    table.add_column(no_wrap=True, style="bold")
+    table.add_column()
+    for label, text in signature_lines(result):
+        table.add_row(Text(label), Text(text))
     return table
 
 
