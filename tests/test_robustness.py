@@ -261,3 +261,49 @@ def test_unreadable_image_and_broken_npz(tmp_path):
     model.write_bytes(relu_model((1, 32, 32, 3)))
     with pytest.raises(UsageProblem, match=r"data\.npz: expected an \.npz with an array 'x'"):
         validate(tmp_path / "ckpt", model, data=npz)
+
+
+# --- terminal safety: strings from files never reach the terminal raw -----------------
+
+TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title
+CLEAR = "\x1b[2J"  # clears the screen
+
+
+@pytest.fixture
+def hostile_names_model(tmp_path) -> Path:
+    from bnnconvert.metadata import embed_metadata
+
+    data = relu_model((1, 3), name=f"in{TITLE}")
+    data = embed_metadata(
+        data,
+        name=f"model{CLEAR}",
+        target="arm64",
+        labels=[f"cat{TITLE}", f"{CLEAR}dog", "bird\u202e"],
+        description=f"{CLEAR}described",
+    )
+    path = tmp_path / "hostile.tflite"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"], ["--markdown"]], ids=["table", "json", "md"])
+def test_inspect_shows_control_characters_as_escapes(hostile_names_model, capsys, mode):
+    assert run(["inspect", str(hostile_names_model), *mode]) == 0
+    captured = capsys.readouterr()
+    for stream in (captured.out, captured.err):
+        assert not {"\x1b", "\x07", "\u202e"} & set(stream)
+    if not mode:  # made visible (rich itself drops BEL); table cells may crop them
+        assert "model\\x1b[2J v1" in captured.out  # the model name from the metadata
+        assert "3: cat\\x1b]0;pwned, \\x1b[2Jdog, bird\\u202e" in captured.out  # labels
+        assert "input in\\x1b]" in captured.out  # the input tensor's name
+
+
+def test_error_lines_make_controls_newlines_and_markup_visible(capsys):
+    from bnnconvert.cli import output
+
+    output.error(f"layer 'a{CLEAR}b' [/red] failed\nsecond line{TITLE}")
+    assert capsys.readouterr().err == (
+        "error: layer 'a\\x1b[2Jb' [/red] failed\\nsecond line\\x1b]0;pwned\\x07\n"
+    )
+    output.note("kept\nnewline\tand tab \x9b")
+    assert capsys.readouterr().err == "kept\nnewline and tab \\x9b\n"  # rich expands tabs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +28,6 @@ def inspect(
     if as_json:
         output.print_json(result.to_dict())
     elif as_markdown:
-        sys.stdout.write(render_markdown(result))
+        output.write_text(render_markdown(result))
     else:
         print_inspect(result)

@@ -2,22 +2,81 @@
 
 Data goes to stdout (a table for people, JSON with ``--json``); errors,
 hints and progress go to stderr. Progress bars appear only on a terminal.
+
+Strings from files (op, tensor and layer names, labels, metadata, device
+output) reach the terminal only with their control characters made visible
+(ESC is shown as ``\\x1b``), so a model cannot retitle or clear the terminal:
+:class:`SafeConsole` does it for everything rich renders, :func:`visible` for
+the rest (errors, plain text, progress lines). JSON escapes them itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.markup import escape
+from rich.segment import Segment
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+# C0 controls but tab and newline, DEL, C1 controls, and the invisible format
+# characters that reorder or hide text (bidi overrides and isolates, zero-width).
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_HIDDEN = re.compile(f"[{_CONTROLS}]")
+_HIDDEN_ONE_LINE = re.compile(f"[{_CONTROLS}\t\n]")
+
+
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str, *, one_line: bool = True) -> str:
+    """``text`` with control characters written as escapes (ESC -> ``\\x1b``).
+
+    Arguments:
+        text: any string, typically from a file.
+        one_line: also escape newlines and tabs (for error lines and table cells).
+
+    Returns:
+        A string safe to print to a terminal; unchanged when it had no controls.
+    """
+    return (_HIDDEN_ONE_LINE if one_line else _HIDDEN).sub(_escape_char, text)
+
+
+class SafeConsole(Console):
+    """A rich console that makes control characters in rendered text visible.
+
+    Rich keeps ESC and most other controls in the text it renders; here every
+    rendered segment that is not one of rich's own control codes goes through
+    :func:`visible`, so tables, ``Text`` and markup built from file strings are
+    all covered, whoever built them.
+    """
+
+    def render(
+        self, renderable: RenderableType, options: ConsoleOptions | None = None
+    ) -> Iterator[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control or not _HIDDEN.search(segment.text):
+                yield segment
+            else:
+                yield Segment(visible(segment.text, one_line=False), segment.style)
+
+
+stdout = SafeConsole(soft_wrap=True)
+stderr = SafeConsole(stderr=True, soft_wrap=True)
 
 
 def wide_stdout(width: int) -> Console:
@@ -25,7 +84,7 @@ def wide_stdout(width: int) -> Console:
 
     Off a terminal rich assumes 80 columns, which squeezes tables meant for 100+.
     """
-    return stdout if stdout.is_terminal else Console(width=width)
+    return stdout if stdout.is_terminal else SafeConsole(width=width)
 
 
 def print_json(data: Any) -> None:
@@ -33,14 +92,19 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def write_text(text: str) -> None:
+    """Write plain text (e.g. a Markdown report) to stdout, control characters made visible."""
+    sys.stdout.write(visible(text, one_line=False))
+
+
 def error(message: str) -> None:
-    """One line on stderr: ``error: ...``."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    """One line on stderr: ``error: ...`` (controls, newlines and markup shown as text)."""
+    stderr.print(f"[bold red]error:[/] {escape(visible(message))}", highlight=False)
 
 
 def note(message: str) -> None:
-    """A hint or status line on stderr."""
-    stderr.print(message, highlight=False)
+    """A hint or status line on stderr (shown as text, never as rich markup)."""
+    stderr.print(visible(message, one_line=False), markup=False, highlight=False)
 
 
 @contextmanager
@@ -63,7 +127,7 @@ def progress(description: str) -> Iterator[Any]:
 
     def step(text: str) -> None:
         with contextlib.suppress(OSError):
-            pipe.write((text.replace("\n", " ") + "\n").encode("utf-8"))
+            pipe.write((visible(text) + "\n").encode("utf-8"))
             pipe.flush()
 
     step(description)
