@@ -15,7 +15,7 @@ from bnnconvert.devices import AdbDevice, LocalDevice, SshDevice, open_device, s
 from bnnconvert.devices.adb import android_info, parse_adb_spec
 from bnnconvert.devices.base import CommandOutput, linux_info, parse_cpuinfo
 from bnnconvert.devices.ssh import parse_ssh_spec
-from bnnconvert.errors import UsageProblem
+from bnnconvert.errors import DeviceProblem, UsageProblem
 
 DATA = Path(__file__).parent / "data" / "bench"
 NASTY = "/data/local/tmp/bnnconvert.Ab12Cd/a;rm -rf ~.tflite"
@@ -179,3 +179,52 @@ def test_thread_sweeps_and_autotune_configs():
     configs = host_autotune_configs(2)
     assert len(configs) == len(set(configs)) == 8
     assert configs[0] == InterpreterConfig(1, False, False)
+
+
+def _stand_in_adb(tmp_path: Path, message: str) -> Path:
+    """An executable that answers every call as adb does without a phone (recorded text)."""
+    adb = tmp_path / "adb"
+    adb.write_text(f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(message)} >&2\nexit 1\n")
+    adb.chmod(0o755)
+    return adb
+
+
+def test_adb_not_installed_is_one_line(tmp_path):
+    missing = tmp_path / "no" / "adb"
+    dev = AdbDevice("adb", adb=str(missing))
+    with pytest.raises(DeviceProblem) as caught:
+        dev.connect()
+    assert str(caught.value) == (
+        f"{missing} is not installed or not on PATH; install Android platform-tools "
+        "(Debian: adb) or pass --adb PATH"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        pytest.param(
+            "error: no devices/emulators found",
+            "adb: no devices/emulators found; connect a phone with USB debugging on, then "
+            "check `adb devices`",
+            id="no-phone",
+        ),
+        pytest.param(
+            "error: more than one device/emulator",
+            "adb: more than one device/emulator; pass --device adb:SERIAL (serials as "
+            "`adb devices` lists them)",
+            id="two-phones",
+        ),
+        pytest.param(
+            "error: device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set",
+            "adb: device unauthorized; unlock the phone and accept its 'Allow USB debugging' "
+            "prompt",
+            id="unauthorized",
+        ),
+    ],
+)
+def test_adb_without_a_usable_phone_names_the_cause_first(tmp_path, message, expected):
+    dev = AdbDevice("adb", adb=str(_stand_in_adb(tmp_path, message)))
+    with pytest.raises(DeviceProblem) as caught:
+        dev.connect()
+    assert str(caught.value) == expected

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +56,15 @@ def test_cli_prints_a_table_and_writes_three_reports(two_models, tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    for text in ("median ms", "p10–p90 ms", "1T indirect", "1T default", "vs first", "fastest for"):
+    for text in (
+        "median ms",
+        "p10–p90 ms",
+        "1T indirect",
+        "1T default",
+        "speedup vs first model",
+        "fastest for",
+        "above 1 is faster",
+    ):
         assert text in done.stdout
     data = json.loads((out / "bench.json").read_text())
     assert data["complete"] and data["method"] == "python-runner"
@@ -145,7 +155,7 @@ def test_per_op_breakdown_and_incomplete_banner_render(tmp_path):
     types = {r.node_type: r for r in result.measurements[0].op_types}
     assert types["LceBconv2d"].avg_ms == pytest.approx(0.534) and types["LceBconv2d"].count == 2
     html = render_html(result)
-    assert "Per-op time: tiny_bnn.tflite, 4 threads, default bgemm" in html
+    assert "Per-op time: tiny_bnn.tflite, 4 threads, default kernel" in html
     assert "LceBconv2d ×2" in html and "Incomplete:" in html
     _assert_self_contained(html)
     md = render_markdown(result)
@@ -170,7 +180,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, two_models):
     not_tflite.write_bytes(b"PK\x03\x04 this is a zip")
     with pytest.raises(FlatbufferProblem, match="not a TFLite flatbuffer"):
         bench([not_tflite])
-    with pytest.raises(UsageProblem, match="missing.tflite: no such file"):
+    with pytest.raises(UsageProblem, match=r"missing\.tflite: no such file"):
         bench([tmp_path / "missing.tflite"])
     with pytest.raises(UsageProblem, match="Per-op profiling needs lce_benchmark_model"):
         bench(two_models, op_profiling=True)
@@ -187,3 +197,157 @@ def test_bad_inputs_are_one_line_errors(tmp_path, two_models):
         "error: Expected --device adb or adb:SERIAL (serials as `adb devices` lists them), "
         "got 'adb:x;reboot'"
     ]
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_an_unwritable_output_fails_before_measuring(bundled_model, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out, cause in [
+        (blocker, f"cannot write to {blocker}: it is a file, not a directory"),
+        (blocker / "sub", f"cannot write to {blocker / 'sub'}: a part of the path is a file"),
+        (Path("/proc/bnnconvert-bench"), "cannot write to /proc/bnnconvert-bench: "),
+    ]:
+        done = _cli("bench", str(bundled_model), "--runs", "1000", "-o", str(out))
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {cause}"), done.stderr
+        assert done.stdout == ""  # nothing measured: the check came first
+
+
+def test_bench_and_inspect_word_the_same_errors_alike(bundled_model, tmp_path):
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(bundled_model.read_bytes()[:20_000])
+    for model in (truncated, tmp_path / "missing.tflite", tmp_path):
+        bench_err = _cli("bench", str(model), "-o", str(tmp_path / "out")).stderr
+        inspect_err = _cli("inspect", str(model)).stderr
+        assert bench_err == inspect_err and bench_err.count("\n") == 1, (bench_err, inspect_err)
+    assert "truncated" in _cli("inspect", str(truncated)).stderr
+
+
+def test_two_files_of_the_same_name_are_told_apart(bundled_model, tmp_path):
+    paths = []
+    for folder in ("phone", "board"):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "model.tflite")
+        paths[-1].write_bytes(bundled_model.read_bytes())
+    result = bench(paths, runs=2, autotune=False)
+    assert [m.name for m in result.models] == ["phone/model.tflite", "board/model.tflite"]
+    assert "board/model.tflite" in render_markdown(result)
+
+
+def test_export_json_beside_the_model_sets_the_runtime(bundled_model, tmp_path):
+    """The bundled export records arm64 (default kernel); an x86_64 export records indirect."""
+    from bnnconvert.targets import target
+
+    model = tmp_path / "x86" / "model.tflite"
+    model.parent.mkdir()
+    model.write_bytes(bundled_model.read_bytes())
+    report = json.loads((bundled_model.parent / "export.json").read_text())
+    report["target"] = target("x86_64").to_dict()
+    (model.parent / "export.json").write_text(json.dumps(report))
+    result = bench(str(model), runs=2, autotune=False)  # a str is one model
+    assert result.configs == [InterpreterConfig(1, indirect_bgemm=True, xnnpack=False)]
+    assert result.notes == [
+        "model.tflite: export.json records target x86_64 (indirect kernel, no XNNPACK)"
+    ]
+    assert bench(str(model), runs=2, autotune=False, kernel="default").configs == [
+        InterpreterConfig(1, indirect_bgemm=False, xnnpack=False)
+    ]
+    stale = json.loads((model.parent / "export.json").read_text())
+    stale["sha256"] = "0" * 64  # an export.json for another file is ignored
+    (model.parent / "export.json").write_text(json.dumps(stale))
+    assert bench(model, runs=2, autotune=False).configs == [InterpreterConfig(1, False, False)]
+
+
+def test_ctrl_c_keeps_what_was_measured(bundled_model, tmp_path):
+    from bnnconvert.bench import BenchInterrupted
+
+    def press_ctrl_c(text: str) -> None:
+        if text.startswith("round 3/"):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(BenchInterrupted) as caught:
+        bench(bundled_model, runs=1000, autotune=False, output_dir=out, progress=press_ctrl_c)
+    assert caught.value.exit_code == 130
+    assert str(caught.value) == "interrupted; kept the 3 round(s) measured before that"
+    data = json.loads((out / "bench.json").read_text())
+    assert not data["complete"] and data["problem"] == "interrupted (Ctrl-C)"
+    assert len(data["measurements"][0]["samples_us"]) == 3
+    assert "Incomplete:" in (out / "bench.html").read_text()
+
+
+def test_sigint_to_the_cli_exits_130_with_partial_reports(bundled_model, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            str(CLI),
+            "bench",
+            str(bundled_model),
+            "--runs",
+            "100000",
+            "--no-autotune",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _runner_is_running(proc.pid):
+        time.sleep(0.2)
+    time.sleep(8.0)  # the runner loads LCE (seconds on a busy machine), then rounds take ms
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("error: interrupted; kept the ") and "round(s)" in lines[-1]
+    data = json.loads((out / "bench.json").read_text())
+    assert data["problem"] == "interrupted (Ctrl-C)"
+    assert len(data["measurements"][0]["samples_us"]) >= 1
+    assert "median ms" in stdout  # what was measured is shown too
+
+
+def _runner_is_running(pid: int) -> bool:
+    """Whether bnnconvert's runner runs as a child of ``pid``."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if b"bnnconvert_runner.py" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                return True
+    return False
+
+
+def test_reports_that_cannot_be_written_at_the_end_keep_the_result(bundled_model, tmp_path):
+    from bnnconvert.bench import ReportsNotWritten
+
+    out = tmp_path / "out"
+
+    def take_the_folder_away(text: str) -> None:
+        if text.startswith("round 1/") and out.is_dir():
+            out.rmdir()
+            out.write_text("a file where the folder was")
+
+    with pytest.raises(ReportsNotWritten) as caught:
+        bench(bundled_model, runs=3, autotune=False, output_dir=out, progress=take_the_folder_away)
+    assert str(caught.value).startswith(f"could not write the reports to {out}: ")
+    assert caught.value.result.complete
+    assert len(caught.value.result.measurements[0].samples_us) == 3
+
+
+def test_result_reprs_are_short(bundled_model):
+    result = bench(bundled_model, runs=2, autotune=False)
+    text = repr(result)
+    assert text.startswith("<BenchResult local: 1 model(s) × 1 config(s), complete, fastest ")
+    assert len(text) < 120 and "samples" not in text
+    assert repr(result.measurements[0]).startswith("<Measurement model 0, 1 thread, default")

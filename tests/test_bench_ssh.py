@@ -219,7 +219,7 @@ def test_killing_sshd_mid_run_keeps_partial_results(sshd, tiny_model, tmp_path):
     before = _workdirs()
 
     def kill_after_three_rounds(text: str) -> None:
-        if text.startswith("round 3 ") and sshd.proc.poll() is None:
+        if text.startswith("round 3/") and sshd.proc.poll() is None:
             sshd.kill()
 
     with pytest.raises(BenchIncomplete) as caught:
@@ -251,9 +251,35 @@ def test_killing_sshd_mid_run_keeps_partial_results(sshd, tiny_model, tmp_path):
     assert f"{len(samples)}" in paths["json"].read_text()
 
 
-def test_unreachable_board_is_one_clear_error(tmp_path, tiny_model):
+def test_unreachable_board_names_the_cause_first(tmp_path, tiny_model):
     port = _free_port()  # nothing listens there
     with pytest.raises(DeviceProblem) as caught:
         bench([tiny_model], f"ssh://root@127.0.0.1:{port}", runs=1, known_hosts=tmp_path / "kh")
-    assert f"ssh://root@127.0.0.1:{port} stopped answering" in str(caught.value)
-    assert "Connection refused" in str(caught.value)
+    assert str(caught.value) == (
+        f"ssh://root@127.0.0.1:{port}: connection refused: nothing listens on "
+        f"127.0.0.1:{port}; is sshd running there?"
+    )
+
+
+def test_unknown_host_is_named_as_such(tiny_model):
+    with pytest.raises(DeviceProblem) as caught:
+        bench([tiny_model], "ssh://pi@no-such-board.invalid", runs=1)
+    assert str(caught.value) == (
+        "ssh://pi@no-such-board.invalid:22: unknown host no-such-board.invalid: the name does "
+        "not resolve; check it or use the board's IP address"
+    )
+
+
+def test_a_key_the_board_refuses_is_an_authentication_failure(sshd, tmp_path, tiny_model):
+    stranger = tmp_path / "stranger_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    with pytest.raises(DeviceProblem) as caught:
+        bench(
+            [tiny_model],
+            sshd.spec,
+            runs=1,
+            identity_file=stranger,
+            known_hosts=sshd.known_hosts,
+        )
+    assert str(caught.value).startswith(f"{sshd.spec}: authentication failed: ")
+    assert "pass --identity KEY" in str(caught.value)

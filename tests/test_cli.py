@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,58 @@ def test_export_is_quiet_unless_verbose(tmp_path) -> None:
         [*command, "--verbose", *args], capture_output=True, text=True, env=env, timeout=300
     )
     assert loud.returncode == 0 and loud.stderr != ""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bnnconvert", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+
+
+def test_version() -> None:
+    from bnnconvert import __version__
+
+    done = _cli("--version")
+    assert done.returncode == 0 and done.stdout == f"bnnconvert {__version__}\n"
+
+
+def test_global_flags_work_after_the_command_and_debug_keeps_the_exit_code(tmp_path) -> None:
+    missing = tmp_path / "missing.tflite"
+    plain = _cli("inspect", str(missing))
+    assert plain.returncode == 2
+    assert plain.stderr == f"error: {missing}: no such file; give the path of a .tflite model\n"
+    for args in (["--debug", "inspect", str(missing)], ["inspect", str(missing), "--debug"]):
+        debug = _cli(*args)
+        assert debug.returncode == 2, args
+        assert debug.stderr.startswith("Traceback") and debug.stderr.endswith(plain.stderr)
+    verbose = _cli("inspect", str(missing), "--verbose")
+    assert (verbose.returncode, verbose.stderr) == (2, plain.stderr)
+
+
+def test_hoisting_leaves_everything_after_a_double_dash_alone() -> None:
+    from bnnconvert.cli.main import hoist_global_flags
+
+    assert hoist_global_flags(["inspect", "m.tflite", "-v", "--debug"]) == [
+        "-v",
+        "--debug",
+        "inspect",
+        "m.tflite",
+    ]
+    assert hoist_global_flags(["inspect", "--", "--debug"]) == ["inspect", "--", "--debug"]
+
+
+def test_help_reads_cleanly() -> None:
+    for command in ([], ["export"], ["inspect"], ["validate"], ["bench"]):
+        text = _cli(*command, "--help").stdout
+        assert "<bool>" not in text, command
+        assert not re.search(r"\w \.(\s|$)", text) and "{" not in text, command  # "runs ."
+    bench = _cli("bench", "--help").stdout
+    assert "Usage: bnnconvert bench [OPTIONS] MODEL..." in bench
+    assert "[default: until every" in bench
+    assert "Usage: bnnconvert validate [OPTIONS] CKPT MODEL" in _cli("validate", "--help").stdout
+    for command in ("validate", "bench"):
+        assert "--kernel" in _cli(command, "--help").stdout

@@ -8,22 +8,33 @@ import json
 import math
 import os
 import platform
+import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from bnnconvert import ir
+from bnnconvert.atomic import check_writable_dir, describe_os_error
 from bnnconvert.bench.benchmark_output import parse_benchmark_output
+from bnnconvert.bench.reports import write_reports
 from bnnconvert.bench.result import (
     LCE_DEFAULT,
     BenchResult,
     InterpreterConfig,
     Measurement,
     ModelFile,
+    distinct_labels,
 )
 from bnnconvert.devices import AdbDevice, LocalDevice, SshDevice, open_device
 from bnnconvert.devices import runner as runner_module
 from bnnconvert.devices.base import DeviceLost
-from bnnconvert.errors import DeviceProblem, FlatbufferProblem, UsageProblem
+from bnnconvert.errors import (
+    BnnConvertError,
+    DeviceProblem,
+    FlatbufferProblem,
+    OutputProblem,
+    UsageProblem,
+)
 
 Progress = Callable[[str], None]
 
@@ -36,8 +47,30 @@ BINARY_RUNS, BINARY_INVOCATIONS = 50, 5
 MAX_SWEEP_THREADS = 8
 
 
+KERNELS = {"default": False, "indirect": True}  # --kernel name -> use_indirect_bgemm
+EXPORT_REPORT = "export.json"
+
+
 class BenchIncomplete(DeviceProblem):
     """The device was lost mid-run; ``result`` holds what was measured before."""
+
+    def __init__(self, message: str, result: BenchResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class BenchInterrupted(BnnConvertError):
+    """Ctrl-C during the measurement; ``result`` holds what was measured before."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, result: BenchResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class ReportsNotWritten(OutputProblem):
+    """Measuring finished but the reports could not be written; ``result`` has it all."""
 
     def __init__(self, message: str, result: BenchResult) -> None:
         super().__init__(message)
@@ -79,45 +112,83 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _read_model(path: Path) -> bytes:
+    """The bytes of a ``.tflite`` file, read and verified through the graph IR.
+
+    The same checks and messages as ``inspect`` and ``validate``: a regular
+    file of bounded size, a well-formed flatbuffer, tensors small enough to allocate.
+
+    Raises:
+        UsageProblem: missing, not a regular file, too large.
+        FlatbufferProblem: not a well-formed TFLite model, or huge declared tensors.
+    """
+    data = ir.load_bytes(path)
+    try:
+        ir.check_declared_sizes(ir.read(data))
+    except FlatbufferProblem as e:
+        raise FlatbufferProblem(f"{path}: {e}") from e
+    return data
+
+
 def _model_files(models: Sequence[Path | str]) -> list[ModelFile]:
     if not models:
         raise UsageProblem("Expected at least one MODEL.tflite to benchmark, got none")
+    paths = [Path(m) for m in models]
+    labels = distinct_labels([p.resolve() for p in paths])
     files = []
-    for m in models:
-        path = Path(m)
-        if not path.is_file():
-            raise UsageProblem(f"Expected a .tflite file, but {str(path)!r} does not exist")
-        head = path.read_bytes()[:8]
-        if head[4:8] != b"TFL3":
-            raise FlatbufferProblem(
-                f"{path.name} is not a TFLite flatbuffer (no 'TFL3' identifier at byte 4); "
-                "pass the file `bnnconvert export` wrote"
-            )
-        files.append(ModelFile(str(path.resolve()), path.name, _sha256(path), path.stat().st_size))
+    for path, label in zip(paths, labels, strict=True):
+        data = _read_model(path)
+        sha256 = hashlib.sha256(data).hexdigest()
+        files.append(ModelFile(str(path.resolve()), label, sha256, len(data)))
     return files
 
 
+def recorded_runtime(model: ModelFile) -> tuple[str, InterpreterConfig] | None:
+    """The runtime settings ``export --target`` recorded in ``export.json`` beside ``model``.
+
+    Only an ``export.json`` whose sha256 is this file's counts (not a stale one).
+
+    Returns:
+        (target name, configuration with 1 thread), or None when there is none.
+    """
+    report = Path(model.path).parent / EXPORT_REPORT
+    try:
+        data = json.loads(report.read_text())
+        if data.get("sha256") != model.sha256:
+            return None
+        target = data["target"]
+        runtime = target["runtime"]
+        config = InterpreterConfig(
+            1, bool(runtime["use_indirect_bgemm"]), bool(runtime.get("use_xnnpack", False))
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return str(target.get("name", "?")), config
+
+
 def _remote_names(models: list[ModelFile]) -> list[str]:
-    names = [m.name for m in models]
+    names = [Path(m.path).name for m in models]
     if len(set(names)) == len(names):
         return names
     return [f"{i}_{n}" for i, n in enumerate(names)]
 
 
 def bench(
-    models: Sequence[Path | str],
+    models: Path | str | Sequence[Path | str],
     device: str = "local",
     *,
+    output_dir: Path | str | None = None,
     threads: int | None = None,
     runs: int | None = None,
     warmup: int | None = None,
     autotune: bool = True,
+    kernel: str | None = None,
     configs: Sequence[InterpreterConfig] | None = None,
     benchmark_binary: Path | str | None = None,
     op_profiling: bool = False,
     remote_python: str | None = None,
-    identity_file: Path | None = None,
-    known_hosts: Path | None = None,
+    identity_file: Path | str | None = None,
+    known_hosts: Path | str | None = None,
     adb: str = "adb",
     ssh: str = "ssh",
     max_seconds: float = MAX_SECONDS,
@@ -129,40 +200,55 @@ def bench(
     rotating start), so slow drifts of the machine hit all of them alike.
 
     Arguments:
-        models: ``.tflite`` files (LCE flatbuffers).
+        models: one ``.tflite`` file (LCE flatbuffer) or several.
         device: ``local``, ``adb``, ``adb:SERIAL`` or ``ssh://user@host[:port]``.
+        output_dir: write ``bench.json``, ``bench.md`` and ``bench.html`` there
+            (checked before measuring; also written when cut short); None
+            writes nothing.
         threads: with ``autotune``, the largest thread count swept (default:
             the device's cores); without, the one thread count used (default 1).
         runs: timed runs per model and configuration; ``None`` runs until every
             median is stable (Python runner) or 50 runs (benchmark binary).
         warmup: untimed runs first (default 3; 1 per invocation for the binary).
-        autotune: on the host sweep bgemm kernel × XNNPACK × threads; on
-            devices sweep threads.
-        configs: explicit configurations (overrides ``threads``/``autotune``).
+        autotune: on the host sweep kernel × XNNPACK × threads; on devices
+            sweep threads.
+        kernel: LCE's binary GEMM kernel, ``default`` or ``indirect`` (LCE's
+            Python interpreter only). None: without ``autotune``, the setting
+            ``export --target`` recorded in ``export.json`` beside the model,
+            else LCE's default; with ``autotune``, both are swept.
+        configs: explicit configurations (overrides ``threads``/``autotune``/``kernel``).
         benchmark_binary: a local ``lce_benchmark_model`` to push and use.
         op_profiling: ask ``lce_benchmark_model`` for per-op tables.
         remote_python: Python with LCE on an ssh board, for the Python runner.
         identity_file, known_hosts: ssh key and known-hosts file.
         adb, ssh: the executables to use.
         max_seconds: time budget of the stable-median loop.
-        progress: called with short status texts.
+        progress: called with short status texts (``round 4/50 · 3 s``).
 
     Returns:
-        A :class:`BenchResult`.
+        A :class:`BenchResult` (``report_paths`` set when ``output_dir`` is given).
 
     Raises:
-        UsageProblem: bad arguments.
-        FlatbufferProblem: a model is not a TFLite file.
+        UsageProblem: bad arguments; FlatbufferProblem: a model is not a TFLite file.
+        OutputProblem: ``output_dir`` cannot be written (checked first).
         DeviceProblem: the device cannot run the benchmark.
         BenchIncomplete: the device was lost mid-run; ``.result`` has the partial result.
+        BenchInterrupted: Ctrl-C mid-run (exit code 130); ``.result`` likewise.
+        ReportsNotWritten: measured, but writing the reports failed; ``.result`` has it all.
     """
     say = progress or (lambda text: None)
+    if isinstance(models, (str, Path)):
+        models = [models]
     if runs is not None and runs < 1:
         raise UsageProblem(f"Expected --runs of at least 1, got {runs}")
     if warmup is not None and warmup < 0:
         raise UsageProblem(f"Expected --warmup of 0 or more, got {warmup}")
     if threads is not None and threads < 1:
         raise UsageProblem(f"Expected --threads of at least 1, got {threads}")
+    if kernel is not None and kernel not in KERNELS:
+        raise UsageProblem(
+            f"Expected --kernel to be one of {', '.join(KERNELS)} for bench, got {kernel!r}"
+        )
     if op_profiling and benchmark_binary is None and device == "local":
         raise UsageProblem(
             "Per-op profiling needs lce_benchmark_model; LCE's Python interpreter has none: "
@@ -172,17 +258,28 @@ def bench(
     binary = Path(benchmark_binary) if benchmark_binary is not None else None
     if binary is not None and not binary.is_file():
         raise UsageProblem(f"Expected --benchmark-binary to be a file, got {str(binary)!r}")
+    if output_dir is not None:
+        check_writable_dir(Path(output_dir))
 
-    explicit = configs is not None
     dev = open_device(
-        device, adb=adb, ssh=ssh, identity_file=identity_file, known_hosts=known_hosts
+        device,
+        adb=adb,
+        ssh=ssh,
+        identity_file=Path(identity_file) if identity_file is not None else None,
+        known_hosts=Path(known_hosts) if known_hosts is not None else None,
     )
     try:
+        say(f"connecting to {dev.name}")
+        dev.connect()
         say(f"asking {dev.name} what it is")
         info = dev.info()
         method, program = _choose_method(dev, binary, remote_python, op_profiling)
+        notes: list[str] = []
+        explicit = configs is not None
         if configs is None:
-            configs = _default_configs(method, info.cores, threads, autotune)
+            configs = _default_configs(method, info.cores, threads, autotune, kernel, files, notes)
+        elif kernel is not None:
+            raise UsageProblem("Expected --kernel or explicit configurations, not both")
         result = BenchResult(
             device=info,
             method=method,
@@ -199,18 +296,36 @@ def bench(
                 "host_larq_compute_engine": _version("larq-compute-engine"),
             },
             started_at=_now(),
+            notes=notes,
         )
         if binary is not None:
             result.tools["benchmark_binary_sha256"] = _sha256(binary)
         _measure(dev, method, program, binary, result, max_seconds, say)
-    except BenchIncomplete as e:
+    except (BenchIncomplete, BenchInterrupted) as e:
         _cleanup_after_failure(dev, e.result.notes)
+        if output_dir is not None:
+            _save_partial(e.result, Path(output_dir))
         raise
     except BaseException:
         _cleanup_after_failure(dev, None)
         raise
     dev.cleanup()
+    if output_dir is not None:
+        try:
+            result.report_paths = write_reports(result, output_dir)
+        except OSError as e:
+            raise ReportsNotWritten(
+                f"could not write the reports to {output_dir}: {describe_os_error(e)}", result
+            ) from e
     return result
+
+
+def _save_partial(result: BenchResult, outdir: Path) -> None:
+    """Write the reports of a cut-short run; a failure becomes a note, not a new error."""
+    try:
+        result.report_paths = write_reports(result, outdir)
+    except OSError as e:
+        result.notes.append(f"could not write the reports to {outdir}: {describe_os_error(e)}")
 
 
 def _measure(
@@ -233,12 +348,25 @@ def _measure(
         else:
             _run_benchmark_binary(dev, program, binary, remote_models, result, say)
     except DeviceLost as e:
-        result.problem = str(e)
-        result.finished_at = _now()
-        rounds = min((len(m.samples_us) for m in result.measurements), default=0)
+        _cut_short(result, str(e))
         raise BenchIncomplete(
-            f"{e}; kept the {rounds} round(s) measured before that", result
+            f"{e}; kept the {_rounds(result)} round(s) measured before that", result
         ) from e
+    except KeyboardInterrupt as e:
+        _cut_short(result, "interrupted (Ctrl-C)")
+        raise BenchInterrupted(
+            f"interrupted; kept the {_rounds(result)} round(s) measured before that", result
+        ) from e
+    result.finished_at = _now()
+
+
+def _rounds(result: BenchResult) -> int:
+    return min((len(m.samples_us) for m in result.measurements), default=0)
+
+
+def _cut_short(result: BenchResult, problem: str) -> None:
+    result.problem = problem
+    result.stop_reason = result.stop_reason or "cut short"
     result.finished_at = _now()
 
 
@@ -282,15 +410,48 @@ def _choose_method(
 
 
 def _default_configs(
-    method: str, cores: int | None, threads: int | None, autotune: bool
+    method: str,
+    cores: int | None,
+    threads: int | None,
+    autotune: bool,
+    kernel: str | None,
+    files: list[ModelFile],
+    notes: list[str],
 ) -> list[InterpreterConfig]:
+    """The configurations to measure when none are given explicitly.
+
+    Appends to ``notes`` where the kernel choice came from (``export.json``).
+    """
     host_runner = method == "python-runner"
+    if kernel is not None and not host_runner:
+        raise UsageProblem(
+            "--kernel applies to LCE's Python interpreter (this machine, or ssh with "
+            "--remote-python); lce_benchmark_model uses its own kernels: drop --kernel"
+        )
     xnnpack = False if host_runner else None
+    recorded = {f.name: r for f in files if (r := recorded_runtime(f)) is not None}
+    for name, (target, config) in recorded.items():
+        notes.append(
+            f"{name}: export.json records target {target} ({config.kernel} kernel, "
+            f"{'XNNPACK' if config.xnnpack else 'no XNNPACK'})"
+            + ("; autotune measured it among the others" if autotune and host_runner else "")
+        )
     if not autotune:
-        return [InterpreterConfig(threads or 1, False, xnnpack)]
+        count = threads or 1
+        if kernel is not None or not host_runner:
+            indirect = KERNELS[kernel] if kernel is not None else False
+            return [InterpreterConfig(count, indirect, xnnpack)]
+        chosen = {config for _, config in recorded.values()} or {LCE_DEFAULT}
+        return [
+            InterpreterConfig(count, c.indirect_bgemm, c.xnnpack)
+            for c in sorted(chosen, key=lambda c: (c.indirect_bgemm, bool(c.xnnpack)))
+        ]
     limit = threads or cores or os.cpu_count() or 1
     if host_runner:
-        return host_autotune_configs(limit)
+        swept = host_autotune_configs(limit)
+        if kernel is not None:
+            swept = [c for c in swept if c.indirect_bgemm == KERNELS[kernel]]
+        return swept
     return [InterpreterConfig(t, False, None) for t in thread_sweep(limit)]
 
 
@@ -318,6 +479,8 @@ def _run_python_runner(
     }
     jobs: list[Measurement] = []
     events: list[dict] = []
+    total = str(result.runs) if result.runs else f"≤{MAX_RUNS}, until stable"
+    began = time.monotonic()
 
     def on_line(line: str) -> None:
         if not line.startswith(runner_module.PREFIX):
@@ -342,7 +505,8 @@ def _run_python_runner(
         elif kind == "round":
             for m, us in zip(jobs, event["us"], strict=True):
                 m.samples_us.append(us)
-            say(f"round {event['round'] + 1} on {dev.name}")
+            elapsed = time.monotonic() - began
+            say(f"round {event['round'] + 1}/{total} on {dev.name} · {elapsed:.0f} s")
         elif kind == "done":
             result.stop_reason = event["reason"]
 
@@ -369,6 +533,7 @@ def _run_benchmark_binary(
     invocations = min(BINARY_INVOCATIONS, total)
     per_invocation = math.ceil(total / invocations)
     jobs = result.measurements
+    began = time.monotonic()
     for r in range(invocations):
         for k in range(len(jobs)):
             m = jobs[(r + k) % len(jobs)]
@@ -380,8 +545,10 @@ def _run_benchmark_binary(
                 warmup=result.warmup,
                 op_profiling=result.op_profiling,
             )
+            elapsed = time.monotonic() - began
             say(
-                f"invocation {r + 1}/{invocations}: {result.models[m.model].name}, {m.config.label}"
+                f"round {r + 1}/{invocations}: {result.models[m.model].name}, {m.config.label} "
+                f"· {elapsed:.0f} s"
             )
             out = dev.run(argv)
             if out.returncode != 0:

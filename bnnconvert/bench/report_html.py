@@ -11,29 +11,31 @@ import math
 from html import escape
 
 from bnnconvert.bench.report_md import (
-    LATENCY_HEADER,
     describe_device,
     describe_method,
-    latency_rows,
-    ms,
+    fastest_lines,
+    latency_table,
+    legend,
+    ms_format,
     op_breakdown,
 )
 from bnnconvert.bench.result import BenchResult, Measurement
-from bnnconvert.bench.stats import NOISY_CV
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;
-max-width:1100px;color:#1d232a;padding:0 1em}
+max-width:1250px;color:#1d232a;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.8em;
 border-bottom:1px solid #dde3ea;padding-bottom:.2em}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}
-td,th{padding:3px 8px;border-bottom:1px solid #e7ebf0;text-align:right}
-td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}
-th{background:#f4f6f9}.meta{color:#4a5560}.noisy{color:#b35900;font-weight:600}
+td,th{padding:3px 8px;border-bottom:1px solid #e7ebf0;text-align:right;white-space:nowrap}
+.l{text-align:left}.scroll{overflow-x:auto}
+th{background:#f4f6f9}.meta{color:#4a5560}.noisy{color:#b35900}
 .warn{background:#fff3e0;border-left:4px solid #e67e22;padding:.6em 1em}
 .best{font-weight:600}svg{display:block;margin:.5em 0}
+.legend{background:#f4f6f9;padding:.5em 1em;font-size:13px}.legend ul{margin:.2em 0}
 code{font-size:12px;color:#4a5560}
 """
+_CHAR_PX = 7.2  # average width of a 12 px system-ui character, for label margins
 _PALETTE = ["#2f6db5", "#d9622b", "#3a9a5b", "#8e4fb5", "#b5952f", "#2fa3b5", "#b52f6d"]
 _FONT = 'font-family="system-ui,sans-serif"'
 
@@ -57,6 +59,21 @@ def _fmt_ms(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _label_margin(labels: list[str], least: int = 120, most: int = 460) -> int:
+    """Left margin (px) wide enough for the longest label, within [least, most]."""
+    longest = max((len(label) for label in labels), default=0)
+    return int(min(most, max(least, longest * _CHAR_PX + 24)))
+
+
+def _fit(label: str, margin: int) -> str:
+    """``label`` shortened in the middle with … if it cannot fit in ``margin`` px."""
+    room = int(margin / _CHAR_PX)
+    if len(label) <= room:
+        return label
+    keep = max(4, room - 1)
+    return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2) :]
+
+
 def distribution_svg(result: BenchResult, model: int) -> str:
     """Every sample of every configuration of ``model`` on a shared axis (ms)."""
     measured = sorted(result.of_model(model), key=lambda m: m.stats.median_us)  # type: ignore[union-attr]
@@ -70,7 +87,9 @@ def distribution_svg(result: BenchResult, model: int) -> str:
     else:
         pad = (hi - lo) * 0.08 or hi * 0.05
         lo, hi = max(0.0, lo - pad), hi + pad
-    left, right, row_h, top = 310, 130, 30, 14
+    fmt = ms_format(result)
+    left = _label_margin([m.config.label + " ★" for m in measured])
+    right, row_h, top = 130, 30, 14
     width = 1040
     plot_w = width - left - right
     height = top + row_h * len(measured) + 40
@@ -98,8 +117,10 @@ def distribution_svg(result: BenchResult, model: int) -> str:
         cy = top + row_h * r + row_h / 2
         color = _PALETTE[result.configs.index(m.config) % len(_PALETTE)]
         weight = ' font-weight="700"' if m is best and len(measured) > 1 else ""
+        label = m.config.label + (" ★" if m is best and len(measured) > 1 else "")
         parts.append(f'<text x="{left - 10}" y="{cy + 4}" text-anchor="end"{weight}>'
-                     f"{escape(m.config.label)}</text>")  # fmt: skip
+                     f"<title>{escape(label)}</title>"
+                     f"{escape(_fit(label, left))}</text>")  # fmt: skip
         parts.append(f'<rect x="{x(s.p10_us / 1000):.1f}" y="{cy - 8}" '
                      f'width="{max(1.5, x(s.p90_us / 1000) - x(s.p10_us / 1000)):.1f}" height="16" '
                      f'fill="{color}" fill-opacity="0.16" rx="3"/>')  # fmt: skip
@@ -111,9 +132,9 @@ def distribution_svg(result: BenchResult, model: int) -> str:
         mx = x(s.median_us / 1000)
         parts.append(f'<line x1="{mx:.1f}" y1="{cy - 11}" x2="{mx:.1f}" y2="{cy + 11}" '
                      'stroke="#111" stroke-width="2.5"/>')  # fmt: skip
-        note = " noisy" if s.noisy else ""
+        note = ' <tspan fill="#b35900">noisy</tspan>' if s.noisy else ""
         parts.append(f'<text x="{width - right + 8}" y="{cy + 4}"{weight}>'
-                     f"{ms(s.median_us)} ms{note}</text>")  # fmt: skip
+                     f"{fmt(s.median_us)} ms{note}</text>")  # fmt: skip
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -123,7 +144,9 @@ def op_types_svg(m: Measurement) -> str:
     rows = m.op_types
     if not rows:
         return ""
-    left, right, row_h, width = 200, 170, 24, 1040
+    labels = [f"{r.node_type} ×{r.count}" for r in rows]
+    left = _label_margin(labels, least=160)
+    right, row_h, width = 170, 24, 1040
     plot_w = width - left - right
     height = row_h * len(rows) + 12
     top_ms = max(r.avg_ms for r in rows) or 1.0
@@ -135,7 +158,7 @@ def op_types_svg(m: Measurement) -> str:
         binary = r.node_type.startswith("Lce")
         color = "#2f6db5" if binary else "#9aa7b4"
         parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">'
-                     f"{escape(r.node_type)} ×{r.count}</text>")  # fmt: skip
+                     f"{escape(_fit(labels[i], left))}</text>")  # fmt: skip
         parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(w, 1):.1f}" height="16" '
                      f'fill="{color}" rx="2"/>')  # fmt: skip
         parts.append(f'<text x="{left + max(w, 1) + 6:.1f}" y="{y + 15}">'
@@ -149,17 +172,19 @@ def models_svg(result: BenchResult) -> str:
     summary = [s for s in result.summary() if s["measured"]]
     if len(summary) < 2:
         return ""
-    left, right, row_h, width = 250, 200, 46, 1040
+    fmt = ms_format(result)
+    left = _label_margin([s["model"] for s in summary], least=160)
+    right, row_h, width = 260, 46, 1040
     plot_w = width - left - right
     height = row_h * len(summary) + 30
     top_us = max(max(s["baseline_median_us"], s["fastest_median_us"]) for s in summary)
     parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
              f'xmlns="http://www.w3.org/2000/svg" role="img" {_FONT} font-size="12">']  # fmt: skip
-    first = summary[0]["fastest_median_us"]
     for i, s in enumerate(summary):
         y = 8 + i * row_h
         parts.append(f'<text x="{left - 8}" y="{y + 22}" text-anchor="end" font-weight="600">'
-                     f"{escape(s['model'])}</text>")  # fmt: skip
+                     f"<title>{escape(s['model'])}</title>"
+                     f"{escape(_fit(s['model'], left))}</text>")  # fmt: skip
         for k, (key, color, label) in enumerate(
             [
                 ("fastest_median_us", "#2f6db5", "fastest"),
@@ -170,28 +195,35 @@ def models_svg(result: BenchResult) -> str:
             yy = y + k * 17
             parts.append(f'<rect x="{left}" y="{yy}" width="{max(w, 1):.1f}" height="14" '
                          f'fill="{color}" rx="2"/>')  # fmt: skip
-            extra = f" · {s['fastest_median_us'] / first:.2f}× first model" if k == 0 and i else ""
+            speedup = s["speedup_vs_first_model"]
+            extra = f" · speedup {speedup:.2f}× vs first model" if k == 0 and i and speedup else ""
             parts.append(f'<text x="{left + max(w, 1) + 6:.1f}" y="{yy + 11}">'
-                         f"{label} {ms(s[key])} ms{extra}</text>")  # fmt: skip
+                         f"{label} {fmt(s[key])} ms{extra}</text>")  # fmt: skip
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+def _html_table(header: list[str], rows: list[list[str]], left_columns: int) -> str:
+    """A table; the first ``left_columns`` columns (names) left-aligned, numbers right."""
+    left = ' class="l"'
+    head = "".join(
+        f"<th{left if k < left_columns else ''}>{escape(h)}</th>" for k, h in enumerate(header)
+    )
     body = []
     for row in rows:
         cells = []
-        for c in row:
-            cls = ' class="noisy"' if c.endswith("noisy") else ""
-            cls = ' class="best"' if c.endswith("★") else cls
-            cells.append(f"<td{cls}>{escape(c)}</td>")
+        for k, c in enumerate(row):
+            classes = ["l"] if k < left_columns else []
+            classes += ["noisy"] if c.endswith("noisy") else []
+            classes += ["best"] if c.endswith("★") else []
+            attr = f' class="{" ".join(classes)}"' if classes else ""
+            cells.append(f"<td{attr}>{escape(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>'
 
 
 def render_html(result: BenchResult) -> str:
-    """``bench.html``: the Markdown report's content plus the three plots."""
+    """``bench.html``: the Markdown report's content, a legend and the plots."""
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>bnnconvert bench</title>", f"<style>{_CSS}</style></head><body>",
            "<h1>bnnconvert bench</h1>"]  # fmt: skip
@@ -209,23 +241,18 @@ def render_html(result: BenchResult) -> str:
         f"<b>Runs</b> {escape(runs)}; {result.warmup} warm-up run(s); models and "
         "configurations interleaved run by run",
         f"<b>Time</b> {escape(result.started_at)} → {escape(result.finished_at or '–')}",
-        f"CV above {NOISY_CV:.0%} is flagged noisy; ★ marks the fastest configuration.",
     ]
     out.append('<p class="meta">' + "<br>".join(meta) + "</p>")
+    out.append('<div class="legend"><b>How to read this page</b><ul>')
+    out += [f"<li>{escape(item)}</li>" for item in legend(result)]
+    out.append(
+        "<li>plots: each dot is one timed run, the shaded band spans p10–p90, "
+        "the black tick is the median</li></ul></div>"
+    )
     out.append("<h2>Fastest configuration</h2><ul>")
-    for s in result.summary():
-        if not s["measured"]:
-            continue
-        line = (
-            f"<li><b>{escape(s['model'])}</b>: <b>{escape(s['fastest_config'])}</b> "
-            f"{ms(s['fastest_median_us'])} ms"
-        )
-        if s["fastest_config"] != s["baseline_config"]:
-            line += (
-                f" — {escape(s['baseline_config'])} {ms(s['baseline_median_us'])} ms, "
-                f"<b>{s['speedup_vs_baseline']:.2f}×</b> faster"
-            )
-        out.append(line + "</li>")
+    for line, caveat in fastest_lines(result):
+        note = f' <span class="noisy">({escape(caveat)})</span>' if caveat else ""
+        out.append(f"<li>{escape(line)}{note}</li>")
     out.append("</ul>")
     for i, model in enumerate(result.models):
         svg = distribution_svg(result, i)
@@ -233,11 +260,16 @@ def render_html(result: BenchResult) -> str:
             out.append(f"<h2>Latency distribution: {escape(model.name)}</h2>{svg}")
     comparison = models_svg(result)
     if comparison:
-        out.append(f"<h2>Models compared</h2>{comparison}")
+        out.append(
+            f'<h2>Models compared</h2><p class="meta">Each model\'s median at its fastest '
+            f"configuration and at the baseline ({escape(result.baseline_label)}).</p>"
+            f"{comparison}"
+        )
     for title, m in op_breakdown(result):
         out.append(f"<h2>Per-op time: {escape(title)}</h2>{op_types_svg(m)}")
     out.append("<h2>All configurations</h2>")
-    out.append(_html_table(LATENCY_HEADER, latency_rows(result)))
+    header, rows = latency_table(result)
+    out.append(_html_table(header, rows, left_columns=2 if len(result.models) > 1 else 1))
     out.append("<h2>Models</h2>")
     out.append(
         _html_table(
@@ -246,6 +278,7 @@ def render_html(result: BenchResult) -> str:
                 [str(i), m.name, f"{m.size_bytes / 1024:.1f} KiB", m.sha256]
                 for i, m in enumerate(result.models)
             ],
+            left_columns=2,
         )
     )
     if result.notes:

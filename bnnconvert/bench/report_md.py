@@ -2,30 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bnnconvert.bench.result import BenchResult, Measurement
 from bnnconvert.bench.stats import NOISY_CV
 
-LATENCY_HEADER = [
-    "model",
-    "configuration",
-    "median ms",
-    "p10",
-    "p90",
-    "min",
-    "std",
-    "CV",
-    "n",
-    "speedup vs baseline",
-    "vs first model",
-]
+SPEEDUP_RULE = "speedup = reference median ÷ this median: above 1 is faster"
+NOISY_CAVEAT = "noisy: CV above {cv}; a rerun may rank the top configurations differently"
 
 
 def ms(us: float | None) -> str:
+    """Microseconds as milliseconds, 3 significant digits or more (``0.534``, ``12.3``)."""
     return "–" if us is None else f"{us / 1000:.3f}" if us < 10_000 else f"{us / 1000:.1f}"
 
 
-def latency_rows(result: BenchResult) -> list[list[str]]:
-    """One row per measured (model, configuration), fastest first within a model."""
+def ms_format(result: BenchResult) -> Callable[[float | None], str]:
+    """One milliseconds format for every number of ``result``'s tables.
+
+    The decimals are chosen so that the smallest median keeps 3 significant
+    digits (at most 3 decimals), then used for every cell alike.
+    """
+    medians = [m.stats.median_us for m in result.measurements if m.stats]
+    smallest = min(medians, default=1000.0) / 1000
+    decimals = 3 if smallest < 10 else 2 if smallest < 100 else 1
+
+    def fmt(us: float | None) -> str:
+        return "–" if us is None else f"{us / 1000:.{decimals}f}"
+
+    return fmt
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f} %"
+
+
+def baseline_definition(result: BenchResult) -> str:
+    return f"baseline = {result.baseline_label}"
+
+
+def latency_table(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per measured (model, configuration), fastest first.
+
+    Comparison columns appear only where there is something to compare:
+    "speedup vs baseline" with several configurations, "speedup vs first
+    model" with several models. A noisy row's CV carries "noisy".
+    """
+    fmt = ms_format(result)
+    several, tuned = len(result.models) > 1, len(result.configs) > 1
+    header = ["model"] if several else []
+    header += ["configuration", "median ms", "p10 ms", "p90 ms", "min ms", "std ms", "CV", "n"]
+    header += ["speedup vs baseline"] if tuned else []
+    header += ["speedup vs first model"] if several else []
     rows = []
     for i, model in enumerate(result.models):
         base = result.baseline(i)
@@ -34,25 +61,62 @@ def latency_rows(result: BenchResult) -> list[list[str]]:
         for m in ordered:
             s = m.stats
             assert s is not None
-            speedup = base.stats.median_us / s.median_us if base and base.stats else None
-            ratio = result.ratio_to_first_model(m) if i > 0 else None
-            label = m.config.label + (" ★" if m is best and len(ordered) > 1 else "")
-            rows.append(
-                [
-                    model.name,
-                    label,
-                    ms(s.median_us),
-                    ms(s.p10_us),
-                    ms(s.p90_us),
-                    ms(s.min_us),
-                    ms(s.std_us),
-                    f"{s.cv:.1%}" + (" noisy" if s.noisy else ""),
-                    str(s.n) + (f"×{m.runs_per_sample}" if m.runs_per_sample > 1 else ""),
-                    f"{speedup:.2f}×" if speedup else "–",
-                    f"{ratio:.2f}×" if ratio else "–",
-                ]
+            row = [model.name] if several else []
+            row += [
+                m.config.label + (" ★" if m is best and len(ordered) > 1 else ""),
+                fmt(s.median_us),
+                fmt(s.p10_us),
+                fmt(s.p90_us),
+                fmt(s.min_us),
+                fmt(s.std_us),
+                percent(s.cv) + (" noisy" if s.noisy else ""),
+                str(s.n) + (f"×{m.runs_per_sample}" if m.runs_per_sample > 1 else ""),
+            ]
+            if tuned:
+                speedup = base.stats.median_us / s.median_us if base and base.stats else None
+                row.append(f"{speedup:.2f}×" if speedup else "–")
+            if several:
+                vs_first = result.speedup_vs_first_model(m) if i > 0 else None
+                row.append(f"{vs_first:.2f}×" if vs_first else "–")
+            rows.append(row)
+    return header, rows
+
+
+def legend(result: BenchResult) -> list[str]:
+    """What the marks and words in the tables mean, one sentence each."""
+    items = [
+        "★ marks each model's fastest configuration (lowest median)",
+        f"noisy: coefficient of variation (std ÷ mean) above {percent(NOISY_CV)}",
+        "p10 / p90: 10th and 90th percentile of the timed runs; all times in milliseconds",
+    ]
+    if len(result.configs) > 1 or len(result.models) > 1:
+        items.append(SPEEDUP_RULE)
+    if len(result.configs) > 1:
+        items.append(baseline_definition(result))
+    if len(result.models) > 1:
+        items.append(
+            f"speedup vs first model: against {result.models[0].name} in the same configuration"
+        )
+    return items
+
+
+def fastest_lines(result: BenchResult) -> list[tuple[str, str | None]]:
+    """Per model, one sentence on its fastest configuration, and a caveat when it is noisy."""
+    fmt = ms_format(result)
+    lines = []
+    for row in result.summary():
+        if not row["measured"]:
+            lines.append((f"{row['model']}: not measured", None))
+            continue
+        line = f"{row['model']}: {row['fastest_config']}, median {fmt(row['fastest_median_us'])} ms"
+        if row["fastest_config"] != row["baseline_config"]:
+            line += (
+                f"; speedup {row['speedup_vs_baseline']:.2f}× vs baseline "
+                f"({row['baseline_config']}, {fmt(row['baseline_median_us'])} ms)"
             )
-    return rows
+        caveat = NOISY_CAVEAT.format(cv=percent(NOISY_CV)) if row["fastest_noisy"] else None
+        lines.append((line, caveat))
+    return lines
 
 
 def describe_method(result: BenchResult) -> str:
@@ -108,9 +172,7 @@ def render_markdown(result: BenchResult) -> str:
         f"- Runs: {runs}; {result.warmup} warm-up run(s) first; models and configurations "
         "interleaved run by run",
         f"- Started {result.started_at}, finished {result.finished_at or '–'}",
-        f"- CV above {NOISY_CV:.0%} is flagged noisy; ★ marks the fastest configuration; "
-        "speedup is against LCE's default configuration (1 thread, default bgemm, "
-        "no XNNPACK) when measured",
+        *(f"- {item}" for item in legend(result)),
         "",
         "## Models",
         "",
@@ -123,20 +185,9 @@ def render_markdown(result: BenchResult) -> str:
         ],
     )
     lines += ["", "## Latency", ""]
-    lines += _table(LATENCY_HEADER, latency_rows(result))
+    lines += _table(*latency_table(result))
     lines += ["", "## Fastest configuration", ""]
-    for row in result.summary():
-        if not row["measured"]:
-            lines.append(f"- {row['model']}: not measured")
-            continue
-        median = ms(row["fastest_median_us"])
-        line = f"- {row['model']}: **{row['fastest_config']}**, median {median} ms"
-        if row["fastest_config"] != row["baseline_config"]:
-            line += (
-                f"; {row['baseline_config']}: {ms(row['baseline_median_us'])} ms "
-                f"({row['speedup_vs_baseline']:.2f}× faster)"
-            )
-        lines.append(line)
+    lines += [f"- {line}" + (f" ({c})" if c else "") for line, c in fastest_lines(result)]
     for title, m in op_breakdown(result):
         lines += ["", f"## Per-op time: {title}", ""]
         lines += _table(

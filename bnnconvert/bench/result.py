@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bnnconvert.bench.benchmark_output import BenchmarkModelOutput, OpTypeRow
@@ -22,18 +23,22 @@ class InterpreterConfig:
     xnnpack: bool | None = False
 
     @property
+    def kernel(self) -> str:
+        """The binary GEMM kernel by its ``--kernel`` name: ``indirect`` or ``default``."""
+        return "indirect" if self.indirect_bgemm else "default"
+
+    @property
     def label(self) -> str:
         parts = [f"{self.threads} thread" + ("s" if self.threads != 1 else "")]
-        parts.append("indirect bgemm" if self.indirect_bgemm else "default bgemm")
+        parts.append(f"{self.kernel} kernel")
         if self.xnnpack is not None:
-            parts.append("xnnpack" if self.xnnpack else "no xnnpack")
+            parts.append("XNNPACK" if self.xnnpack else "no XNNPACK")
         return ", ".join(parts)
 
     @property
     def short(self) -> str:
         """Compact form for narrow tables: ``1T indirect+XNN``."""
-        kernel = "indirect" if self.indirect_bgemm else "default"
-        return f"{self.threads}T {kernel}" + ("+XNN" if self.xnnpack else "")
+        return f"{self.threads}T {self.kernel}" + ("+XNN" if self.xnnpack else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "label": self.label}
@@ -45,7 +50,11 @@ LCE_DEFAULT = InterpreterConfig(threads=1, indirect_bgemm=False, xnnpack=False)
 
 @dataclass
 class ModelFile:
-    """A benchmarked model file, identified by content."""
+    """A benchmarked model file, identified by content.
+
+    ``name`` is its label in reports: the file name, or the shortest tail of
+    its path that tells it apart from the other models (``a/model.tflite``).
+    """
 
     path: str
     name: str
@@ -53,7 +62,30 @@ class ModelFile:
     size_bytes: int
 
 
-@dataclass
+def distinct_labels(paths: list[Path]) -> list[str]:
+    """The shortest path tails (``model.tflite``, ``a/model.tflite``) that differ pairwise.
+
+    The same file given twice keeps its full path and gets ``#2``, ``#3``... appended.
+    """
+    parts = [p.parts for p in paths]
+    depth = [1] * len(paths)
+    while True:
+        labels = [str(Path(*p[-d:])) for p, d in zip(parts, depth, strict=True)]
+        clashes = {i for i, a in enumerate(labels) if labels.count(a) > 1}
+        growable = {i for i in clashes if depth[i] < len(parts[i])}
+        if not growable:
+            break
+        for i in growable:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if labels.count(label) > 1 and seen[label] > 1:
+            labels[i] = f"{label} #{seen[label]}"
+    return labels
+
+
+@dataclass(repr=False)
 class Measurement:
     """All timings of one model in one configuration (microseconds).
 
@@ -70,6 +102,12 @@ class Measurement:
     first_us: float | None = None
     warmup_us: list[float] = field(default_factory=list)
     tool_runs: list[BenchmarkModelOutput] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        s = self.stats
+        median = f", median {s.median_us / 1000:.3g} ms" if s else ""
+        n = len(self.samples_us)
+        return f"<Measurement model {self.model}, {self.config.label}: n={n}{median}>"
 
     @property
     def stats(self) -> LatencyStats | None:
@@ -106,9 +144,13 @@ class Measurement:
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class BenchResult:
-    """Everything one ``bench`` call measured, complete or cut short."""
+    """Everything one ``bench`` call measured, complete or cut short.
+
+    Speedups are always reference median ÷ this median: above 1 is faster.
+    ``report_paths`` holds where ``bench(output_dir=...)`` wrote the reports.
+    """
 
     device: DeviceInfo
     method: str  # "python-runner" or "lce_benchmark_model"
@@ -125,6 +167,21 @@ class BenchResult:
     stop_reason: str | None = None
     problem: str | None = None
     notes: list[str] = field(default_factory=list)
+    report_paths: dict[str, Path] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        best = self.fastest(0) if self.models else None
+        fastest = (
+            f", fastest {self.models[0].name}: {best.config.short} "
+            f"{best.stats.median_us / 1000:.3g} ms"
+            if best is not None and best.stats is not None
+            else ""
+        )
+        return (
+            f"<BenchResult {self.device.name}: {len(self.models)} model(s) × "
+            f"{len(self.configs)} config(s), {state}{fastest}>"
+        )
 
     @property
     def complete(self) -> bool:
@@ -142,18 +199,25 @@ class BenchResult:
         return min(measured, key=lambda m: m.stats.median_us) if measured else None  # type: ignore[union-attr]
 
     def baseline(self, model: int) -> Measurement | None:
-        """LCE's default configuration if measured, else the first configuration."""
+        """The baseline: LCE's default configuration if measured, else the first one measured."""
         return self.get(model, LCE_DEFAULT) or next(iter(self.of_model(model)), None)
 
-    def ratio_to_first_model(self, m: Measurement) -> float | None:
-        """median(m) / median(first model, same configuration)."""
+    @property
+    def baseline_label(self) -> str:
+        """What "baseline" means in this result, in words."""
+        if LCE_DEFAULT in self.configs:
+            return f"LCE's default configuration ({LCE_DEFAULT.label})"
+        return f"the first configuration measured ({self.configs[0].label})"
+
+    def speedup_vs_first_model(self, m: Measurement) -> float | None:
+        """median(first model, same configuration) / median(m): above 1, ``m`` is faster."""
         ref = self.get(0, m.config)
         if ref is None or m.stats is None or ref.stats is None:
             return None
-        return m.stats.median_us / ref.stats.median_us
+        return ref.stats.median_us / m.stats.median_us
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per model: fastest configuration, baseline, speedup, ratio to the first model."""
+        """Per model: fastest configuration, baseline, and speedups (above 1 is faster)."""
         rows = []
         best0 = self.fastest(0)
         for i, model in enumerate(self.models):
@@ -172,8 +236,9 @@ class BenchResult:
                     "baseline_config": base.config.label,
                     "baseline_median_us": d.median_us,
                     "speedup_vs_baseline": d.median_us / b.median_us,
-                    "fastest_vs_first_model_fastest": (
-                        b.median_us / best0.stats.median_us if best0 and best0.stats else None
+                    "fastest_noisy": b.noisy,
+                    "speedup_vs_first_model": (
+                        best0.stats.median_us / b.median_us if best0 and best0.stats else None
                     ),
                 }
             )

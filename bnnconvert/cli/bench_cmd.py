@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from bnnconvert.cli import output
+from bnnconvert.cli.options import BenchKernel
 
 if TYPE_CHECKING:
     from bnnconvert.bench.result import BenchResult
@@ -24,20 +25,30 @@ def bench(
     ] = "local",
     threads: Annotated[
         int | None,
-        typer.Option(help="Autotune: largest thread count swept. Otherwise: threads used."),
+        typer.Option(
+            help="Autotune: largest thread count swept. Otherwise: threads used. "
+            "[default: the device's cores; 1 without autotune]",
+        ),
     ] = None,
     runs: Annotated[
         int | None,
-        typer.Option(help="Timed runs [default: until the median is stable; 50 on a binary]."),
+        typer.Option(
+            help="Timed runs per model and configuration. "
+            "[default: until every median is stable; 50 on lce_benchmark_model]",
+        ),
     ] = None,
-    warmup: Annotated[int | None, typer.Option(help="Untimed runs first [default: 3].")] = None,
+    warmup: Annotated[
+        int | None,
+        typer.Option(help="Untimed runs first. [default: 3; 1 per invocation on a binary]"),
+    ] = None,
     autotune: Annotated[
         bool,
         typer.Option(
             "--autotune/--no-autotune",
-            help="Host: sweep bgemm kernel × XNNPACK × threads. Devices: sweep threads.",
+            help="Host: sweep kernel × XNNPACK × threads. Devices: sweep threads.",
         ),
     ] = True,
+    kernel: BenchKernel = None,
     benchmark_binary: Annotated[
         Path | None,
         typer.Option(help="lce_benchmark_model to push to the device and use."),
@@ -60,7 +71,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Measure latency on the host, a phone (adb) or a board (ssh); write three reports."""
-    from bnnconvert.bench import BenchIncomplete, write_reports
+    from bnnconvert.bench import BenchIncomplete, BenchInterrupted, ReportsNotWritten
     from bnnconvert.bench import bench as run_bench
 
     try:
@@ -68,10 +79,12 @@ def bench(
             result = run_bench(
                 models,
                 device,
+                output_dir=outdir,
                 threads=threads,
                 runs=runs,
                 warmup=warmup,
                 autotune=autotune,
+                kernel=kernel,
                 benchmark_binary=benchmark_binary,
                 op_profiling=op_profiling,
                 remote_python=remote_python,
@@ -80,62 +93,78 @@ def bench(
                 adb=adb,
                 progress=step,
             )
-    except BenchIncomplete as e:
-        paths = write_reports(e.result, outdir)
-        output.note(f"partial results written to {paths['md'].parent}/ (bench.json, .md, .html)")
+    except (BenchIncomplete, BenchInterrupted) as e:
+        _show(e.result, as_json)
+        if e.result.report_paths:
+            output.note(f"partial results written to {outdir}/ (bench.json, .md, .html)")
         raise
-    paths = write_reports(result, outdir)
-    if as_json:
-        output.print_json(result.to_dict())
-        return
-    output.wide_stdout(110).print(_table(result))
-    for s in result.summary():
-        if s["measured"] and len(result.configs) > 1:
-            output.stdout.print(
-                f"fastest for {s['model']}: {s['fastest_config']}, "
-                f"{s['speedup_vs_baseline']:.2f}× faster than {s['baseline_config']}",
-                highlight=False,
-            )
+    except ReportsNotWritten as e:
+        _show(e.result, as_json)
+        raise ReportsNotWritten(f"{e}; the results are printed above", e.result) from e
+    _show(result, as_json)
+    paths = result.report_paths
     output.stdout.print(
         f"reports: {paths['json']}, {paths['md']}, {paths['html']}", highlight=False
     )
 
 
+def _show(result: BenchResult, as_json: bool) -> None:
+    """The result on stdout: JSON, or the table and each model's fastest configuration."""
+    if as_json:
+        output.print_json(result.to_dict())
+        return
+    from bnnconvert.bench.report_md import fastest_lines
+
+    if not any(m.samples_us for m in result.measurements):
+        return
+    output.wide_stdout(150).print(_table(result))
+    if len(result.configs) > 1:
+        for line, caveat in fastest_lines(result):
+            note = f" ({caveat})" if caveat else ""
+            output.stdout.print(f"fastest for {line}{note}", highlight=False, markup=False)
+
+
 def _table(result: BenchResult) -> Table:
-    """Median ms, p10–p90, CV, n, speedup (and ratio to the first model) per configuration."""
+    """Median ms, p10–p90, CV, n and speedups per configuration."""
     from rich import box
 
-    from bnnconvert.bench.report_md import ms
+    from bnnconvert.bench.report_md import SPEEDUP_RULE, ms_format, percent
 
+    ms = ms_format(result)
     several = len(result.models) > 1
+    tuned = len(result.configs) > 1
     table = Table(
-        title=f"{result.device.name} · {result.method} · * = noisy (CV > 5 %)",
+        title=f"{result.device.name} · {result.method} · ★ fastest · * noisy (CV > 5 %)"
+        + (f"\n{SPEEDUP_RULE}; baseline = {result.baseline_label}" if tuned or several else ""),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     columns = ["model"] if several else []
-    columns += ["config", "median ms", "p10–p90 ms", "CV", "n", "speedup"]
-    columns += ["vs first"] if several else []
+    columns += ["config", "median ms", "p10–p90 ms", "CV", "n"]
+    columns += ["speedup vs baseline"] if tuned else []
+    columns += ["speedup vs first model"] if several else []
     for name in columns:
         left = name in ("model", "config")
         table.add_column(name, justify="left" if left else "right", no_wrap=True)
     for i, model in enumerate(result.models):
         base, best = result.baseline(i), result.fastest(i)
         for m in sorted(result.of_model(i), key=lambda m: m.stats.median_us):
-            s, b = m.stats, base.stats
-            star = " ★" if m is best and len(result.configs) > 1 else ""
+            s = m.stats
+            assert s is not None and base is not None and base.stats is not None
+            star = " ★" if m is best and tuned else ""
             cells = [model.name] if several else []
             cells += [
                 m.config.short + star,
                 ms(s.median_us),
                 f"{ms(s.p10_us)}–{ms(s.p90_us)}",
-                f"{s.cv:.0%}" + ("*" if s.noisy else ""),
+                percent(s.cv) + ("*" if s.noisy else ""),
                 str(s.n),
-                f"{b.median_us / s.median_us:.2f}×",
             ]
+            if tuned:
+                cells.append(f"{base.stats.median_us / s.median_us:.2f}×")
             if several:
-                ratio = result.ratio_to_first_model(m)
-                cells.append(f"{ratio:.2f}×" if ratio and i else "–")
+                speedup = result.speedup_vs_first_model(m)
+                cells.append(f"{speedup:.2f}×" if speedup and i else "–")
             table.add_row(*cells)
     return table

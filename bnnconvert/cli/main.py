@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+import traceback
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperOption
 
+from bnnconvert import __version__
 from bnnconvert.cli import bench_cmd, export_cmd, inspect_cmd, validate_cmd
 from bnnconvert.cli.output import error
 from bnnconvert.errors import BnnConvertError
+
+# Global flags, accepted before or after the command (`bnnconvert inspect m.tflite --debug`).
+GLOBAL_FLAGS = ("--verbose", "-v", "--debug")
 
 app = typer.Typer(
     name="bnnconvert",
@@ -26,12 +32,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bnnconvert {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show TensorFlow's own logs.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for errors (exit codes unchanged).")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     from bnnconvert import _tf
 
@@ -46,10 +66,54 @@ app.command("validate")(validate_cmd.validate)
 app.command("bench")(bench_cmd.bench)
 
 
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """Move ``--verbose``/``-v``/``--debug`` given after the command to the front.
+
+    Everything after a ``--`` separator is left alone.
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    rest = [a for a in argv[:end] if a not in GLOBAL_FLAGS]
+    return [*flags, *rest, *argv[end:]]
+
+
+def _tidy_help(command: Any) -> None:
+    """Help that reads well: no ``<bool>`` after flags, arguments in capitals.
+
+    Arguments are shown as ``CKPT``, ``MODEL`` or ``MODEL...`` (several), and
+    a literal ``[default: ...]`` written in a help text is kept as text
+    rather than eaten as Rich markup.
+    """
+    with typer.Context(command) as ctx:
+        command.get_help_option(ctx)  # created and cached now, so it can be tidied too
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+        elif isinstance(param, TyperArgument) and param.metavar is None and param.name:
+            name = param.name.upper()
+            shown = f"{name.removesuffix('S')}..." if param.nargs != 1 else name
+            param.metavar = shown
+            param._usage_display_name = lambda shown=shown: shown  # no {braces} in the usage line
+        help_text = getattr(param, "help", None)
+        if help_text and "[default:" in help_text:
+            param.help = help_text.replace("[default:", "\\[default:")
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
+def command() -> Any:
+    """The click command behind ``bnnconvert``, help tidied."""
+    cmd = typer.main.get_command(app)
+    _tidy_help(cmd)
+    return cmd
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (and exit with it when ``argv`` is None)."""
+    args = hoist_global_flags(sys.argv[1:] if argv is None else list(argv))
+    debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
     try:
-        app(args=argv, prog_name="bnnconvert")
+        command().main(args=args, prog_name="bnnconvert")
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -57,8 +121,8 @@ def run(argv: list[str] | None = None) -> int:
         error("interrupted; no partial output was left behind")
         code = 130
     except BnnConvertError as e:
-        if os.environ.get("BNNCONVERT_DEBUG"):
-            raise
+        if debug or os.environ.get("BNNCONVERT_DEBUG"):
+            traceback.print_exc()
         error(str(e))
         code = e.exit_code
     if argv is None:

@@ -24,11 +24,31 @@ _SERIAL = re.compile(r"[A-Za-z0-9._:\-]+")
 _GETPROP = re.compile(r"^\[([^\]]+)\]: \[(.*)\]$")
 # What adb itself prints when the device is gone, as opposed to a failing command.
 _TRANSPORT_ERRORS = re.compile(
-    r"^(error: (device .*not found|no devices|closed|device offline|device unauthorized)"
+    r"^(error: (device .*not found|no devices|more than one device|closed|device offline"
+    r"|device unauthorized)"
     r"|adb: (device|error: failed to get feature set))",
     re.MULTILINE,
 )
 _PROBE_TIMEOUT = 60.0
+# adb's own messages for a device it cannot reach -> what to do about it.
+_ADB_HINTS = [
+    ("no devices", "connect a phone with USB debugging on, then check `adb devices`"),
+    ("more than one device", "pass --device adb:SERIAL (serials as `adb devices` lists them)"),
+    ("not found", "check the serial against `adb devices`"),
+    ("unauthorized", "unlock the phone and accept its 'Allow USB debugging' prompt"),
+    ("offline", "reconnect the phone, or restart adb with `adb kill-server`"),
+]
+
+
+def adb_failure_cause(output: str) -> str:
+    """adb's first error line, without its ``error:`` prefix, and what to do about it."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith(("error:", "adb:"))), None)
+    if first is None:
+        return lines[-1] if lines else "adb failed without a message"
+    cause = first.removeprefix("error:").removeprefix("adb:").strip().rstrip(".")
+    hint = next((h for marker, h in _ADB_HINTS if marker in cause), None)
+    return f"{cause}; {hint}" if hint else cause
 
 
 def parse_adb_spec(spec: str) -> str | None:
@@ -108,6 +128,9 @@ class AdbDevice(RemoteShellDevice):
 
     def transport_failed(self, out: CommandOutput) -> bool:
         return out.returncode != 0 and _TRANSPORT_ERRORS.search(out.output) is not None
+
+    def transport_cause(self, out: CommandOutput) -> str:
+        return adb_failure_cause(out.output)
 
     def info(self) -> DeviceInfo:
         props = self.probe(["getprop"]).output

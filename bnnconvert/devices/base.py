@@ -26,6 +26,16 @@ class DeviceLost(DeviceProblem):
     """The device stopped answering (connection dropped, unplugged, sshd gone)."""
 
 
+def missing_program(program: str) -> DeviceProblem:
+    """The one-line error for a local executable (adb, ssh) that is not installed."""
+    hints = {
+        "adb": "install Android platform-tools (Debian: adb) or pass --adb PATH",
+        "ssh": "install the OpenSSH client (Debian: openssh-client)",
+    }
+    hint = hints.get(Path(program).name, "install it or give its full path")
+    return DeviceProblem(f"{program} is not installed or not on PATH; {hint}")
+
+
 @dataclass
 class DeviceInfo:
     """What the report says about the machine that ran the model."""
@@ -61,6 +71,10 @@ class Device(Protocol):
     """A place to run a benchmark: push files, run argv, pull files, describe itself."""
 
     name: str
+
+    def connect(self) -> None:
+        """Check that the device answers; raise :class:`DeviceProblem` naming the cause."""
+        ...
 
     def info(self) -> DeviceInfo:
         """Model, SoC, cores, ABI and OS of the device."""
@@ -110,29 +124,48 @@ def stream(
     """
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
     try:
-        if stdout_path is not None:
-            with open(stdout_path, "wb") as out:
-                done = subprocess.run(list(argv), stdin=stdin, stdout=out, stderr=subprocess.PIPE)
-            return CommandOutput(list(argv), done.returncode, done.stderr.decode(errors="replace"))
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            bufsize=1,
-        )
-        lines: list[str] = []
-        assert proc.stdout is not None
+        return _stream(argv, on_line, stdin, stdout_path)
+    except FileNotFoundError as e:
+        if e.filename != argv[0]:
+            raise
+        raise missing_program(argv[0]) from e
+    finally:
+        if stdin_path:
+            stdin.close()
+
+
+def _stream(
+    argv: Sequence[str],
+    on_line: LineCallback | None,
+    stdin: Any,
+    stdout_path: Path | None,
+) -> CommandOutput:
+    """:func:`stream`'s body; kills the command if reading is interrupted (Ctrl-C)."""
+    if stdout_path is not None:
+        with open(stdout_path, "wb") as out:
+            done = subprocess.run(list(argv), stdin=stdin, stdout=out, stderr=subprocess.PIPE)
+        return CommandOutput(list(argv), done.returncode, done.stderr.decode(errors="replace"))
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    try:
         for line in proc.stdout:
             lines.append(line)
             if on_line is not None:
                 on_line(line.rstrip("\n"))
-        return CommandOutput(list(argv), proc.wait(), "".join(lines))
-    finally:
-        if stdin_path:
-            stdin.close()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return CommandOutput(list(argv), proc.wait(), "".join(lines))
 
 
 def run_with_timeout(argv: Sequence[str], timeout: float) -> CommandOutput:
@@ -151,6 +184,10 @@ def run_with_timeout(argv: Sequence[str], timeout: float) -> CommandOutput:
             errors="replace",
             timeout=timeout,
         )
+    except FileNotFoundError as e:
+        if e.filename != argv[0]:
+            raise
+        raise missing_program(argv[0]) from e
     except subprocess.TimeoutExpired as e:
         raise DeviceLost(
             f"{argv[0]} did not answer within {timeout:.0f} s; is the device reachable?"

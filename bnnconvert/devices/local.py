@@ -42,6 +42,9 @@ class LocalDevice:
             self._workdir = Path(tempfile.mkdtemp(prefix="bnnconvert-bench-"))
         return self._workdir
 
+    def connect(self) -> None:
+        """This machine is always there."""
+
     def info(self) -> DeviceInfo:
         if platform.system() == "Linux":
             out = run_with_timeout(["sh", "-c", LINUX_INFO_SCRIPT], timeout=10)

@@ -44,14 +44,32 @@ class RemoteShellDevice:
         """Whether ``out`` shows the transport (not the remote command) failing."""
         raise NotImplementedError
 
+    def transport_cause(self, out: CommandOutput) -> str:
+        """Why the transport failed, in words, with what to do (``out`` failed)."""
+        raise NotImplementedError
+
     # -- shared behaviour ---------------------------------------------------------
     def remote_argv(self, argv: Sequence[str]) -> list[str]:
         """The local argv that runs ``argv`` on the device, every element quoted."""
         return self.transport(shell_command(argv))
 
+    def connect(self) -> None:
+        """Check that the device answers, before any real work.
+
+        Raises:
+            DeviceProblem: it does not; the message names the cause first
+                (connection refused, unknown host, no device attached, ...).
+        """
+        out = run_with_timeout(self.remote_argv(["true"]), _PROBE_TIMEOUT)
+        if out.returncode != 0:
+            cause = self.transport_cause(out) if self.transport_failed(out) else out.last_line()
+            raise DeviceProblem(f"{self.name}: {cause}")
+
     def _check(self, out: CommandOutput, what: str) -> CommandOutput:
         if self.transport_failed(out):
-            raise DeviceLost(f"{self.name} stopped answering while {what}: {out.last_line()}")
+            raise DeviceLost(
+                f"{self.name} stopped answering while {what}: {self.transport_cause(out)}"
+            )
         return out
 
     def run(self, argv: Sequence[str], *, on_line: LineCallback | None = None) -> CommandOutput:

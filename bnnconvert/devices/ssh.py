@@ -60,6 +60,34 @@ def parse_ssh_spec(spec: str) -> SshTarget:
     return SshTarget(m["user"], m["host"], int(m["port"] or 22))
 
 
+# OpenSSH's own messages for a connection that failed -> (cause, what to do).
+_SSH_FAILURES = [
+    ("Connection refused", "connection refused: nothing listens on {where}; is sshd running "
+     "there?"),
+    ("Could not resolve hostname", "unknown host {host}: the name does not resolve; check it or "
+     "use the board's IP address"),
+    ("Permission denied", "authentication failed: the board refused every key offered; pass "
+     "--identity KEY with a key in its authorized_keys (no password prompts in batch mode)"),
+    ("Host key verification failed", "host key verification failed: {host}'s key is not in "
+     "known_hosts (or has changed); connect once with ssh to check it, or pass --known-hosts"),
+    ("timed out", "connection timed out: {where} did not answer; is the board on the network?"),
+    ("No route to host", "no route to host {host}; is the board on the network?"),
+    ("Network is unreachable", "network unreachable for {host}; check this machine's network"),
+    ("Connection closed", "the connection was closed by {where}"),
+    ("Connection reset", "the connection was reset by {where}"),
+    ("Broken pipe", "the connection to {where} broke"),
+]  # fmt: skip
+
+
+def ssh_failure_cause(output: str, target: SshTarget) -> str:
+    """The cause of a failed ssh connection in words, from OpenSSH's messages."""
+    for marker, cause in _SSH_FAILURES:
+        if marker in output:
+            return cause.format(host=target.host, where=f"{target.host}:{target.port}")
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return f"ssh failed: {lines[-1] if lines else 'no message (exit 255)'}"
+
+
 class SshDevice(RemoteShellDevice):
     """A Linux machine reached with ``ssh``; see the module docstring."""
 
@@ -98,6 +126,9 @@ class SshDevice(RemoteShellDevice):
         # ssh exits 255 when the connection fails or drops (and only then, unless
         # the remote command itself exits 255, which ours never do on purpose).
         return out.returncode == 255
+
+    def transport_cause(self, out: CommandOutput) -> str:
+        return ssh_failure_cause(out.output, self.target)
 
     def info(self) -> DeviceInfo:
         out = self.probe(["sh", "-c", LINUX_INFO_SCRIPT])
