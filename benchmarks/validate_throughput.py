@@ -34,7 +34,9 @@ import numpy as np
 
 from bnnconvert import _tf, ir, models, reference
 from bnnconvert.preprocessing import PRESETS
-from bnnconvert.validate import InterpreterRun, _keras_predict, _photos, default_workers, validate
+from bnnconvert.validate import validate
+from bnnconvert.validation.data import photos as sample_photos
+from bnnconvert.validation.runner import InterpreterRun, default_workers, keras_predict
 
 KERAS = "Keras alone (batches of 16, all cores)"
 LCE = "LCE interpreter alone, 1 process, indirect kernel"
@@ -65,7 +67,7 @@ def main() -> None:
     keras_model = models.binary_densenet28(input_shape=(224, 224, 3), num_classes=1000)
     models.randomize_batchnorm(keras_model, 28)
     flatbuffer = bytes(_tf.lce().convert_keras_model(keras_model))
-    photos = _photos(PRESETS["imagenet"], (224, 224, 3))
+    photos = sample_photos(PRESETS["imagenet"], (224, 224, 3))
     rng = np.random.default_rng(0)
     x = np.concatenate(
         [photos[i % len(photos)][None] + rng.normal(0, 0.05, (1, 224, 224, 3)).astype("float32")
@@ -78,7 +80,7 @@ def main() -> None:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(flatbuffer)
         np.savez(Path(tmp) / "data.npz", x=x)
-        _keras_predict(keras_model, x[:16])  # trace once
+        keras_predict(keras_model, x[:16])  # trace once
         results = {}
 
         def end_to_end(workers: int) -> Callable[[], object]:
@@ -102,7 +104,7 @@ def main() -> None:
 
         def pool(workers: int) -> Callable[[], object]:
             def go() -> None:
-                with InterpreterRun(flatbuffer, x, workers=workers) as run:
+                with InterpreterRun(flatbuffer, ir.read(flatbuffer), x, workers=workers) as run:
                     run.result()
 
             return go
@@ -113,7 +115,7 @@ def main() -> None:
             mark = " [default]" if w == default else ""
             rows.append((f"validate end to end, {how}{mark}", end_to_end(w), n))
         rows += [
-            (KERAS, lambda: _keras_predict(keras_model, x), n),
+            (KERAS, lambda: keras_predict(keras_model, x), n),
             (LCE, lce_alone("indirect"), len(sub)),
             ("LCE interpreter alone, 1 process, default kernel", lce_alone("default"), len(sub)),
             (f"LCE interpreter alone, {cores} worker processes", pool(cores), n),

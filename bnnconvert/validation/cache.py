@@ -1,0 +1,139 @@
+"""Keras outputs cached per (checkpoint, data), so re-validating costs only the flatbuffer side.
+
+Running the checkpoint in Keras is the slower half of ``validate`` (it
+evaluates the binary convs in float), and its result does not change when
+only the flatbuffer does (a re-export with other options, another target).
+So the Keras outputs and a summary of the Keras model (its name, layer names,
+input and output names and shapes: what the origin check needs) are stored
+under a key made of:
+
+- the sha256 of the checkpoint's bytes (every file of a checkpoint folder,
+  with their relative paths), not its path or modification time;
+- the sha256 of the input array (shape, dtype, bytes), after sampling;
+- the input shape the checkpoint ran at, and the TensorFlow version.
+
+Where: ``$BNNCONVERT_CACHE`` if set, else ``$XDG_CACHE_HOME/bnnconvert/keras-outputs``
+(``~/.cache/bnnconvert/keras-outputs``). One ``.npz`` per entry, written
+atomically; at most :data:`MAX_CACHE_BYTES` in all: after each write the
+least recently used entries (by modification time, renewed on each hit) are
+removed. An unreadable entry is a miss. Deleting the folder is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnnconvert.atomic import write_bytes
+
+MAX_CACHE_BYTES = 1 << 30
+"""Upper bound on the cache folder's size (1 GiB)."""
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class KerasSummary:
+    """What ``validate`` needs to know of a Keras model without loading it."""
+
+    name: str
+    layers: list[str]
+    input_shape: list[int | None]
+    output_names: list[str]
+    output_shapes: list[list[int | None]]
+
+    @classmethod
+    def of(cls, model: Any) -> KerasSummary:
+        """Summarize a loaded Keras model."""
+        return cls(
+            name=model.name,
+            layers=[layer.name for layer in model.layers],
+            input_shape=list(model.input_shape[1:]),
+            output_names=list(model.output_names),
+            output_shapes=[list(o.shape[1:]) for o in model.outputs],
+        )
+
+
+def cache_dir() -> Path:
+    """The cache folder (not created)."""
+    if os.environ.get("BNNCONVERT_CACHE"):
+        return Path(os.environ["BNNCONVERT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "bnnconvert" / "keras-outputs"
+
+
+def checkpoint_digest(path: Path) -> str:
+    """sha256 over the checkpoint's files (relative path and bytes, sorted by path)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def entry_key(ckpt_digest: str, data_digest: str, input_shape: tuple[int, ...]) -> str:
+    """The cache key of one (checkpoint, data, input shape) under this TensorFlow."""
+    from importlib import metadata
+
+    try:
+        tf_version = metadata.version("tensorflow")
+    except metadata.PackageNotFoundError:
+        tf_version = "?"
+    text = json.dumps([ckpt_digest, data_digest, list(input_shape), tf_version])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def load(key: str) -> tuple[list[np.ndarray], KerasSummary] | None:
+    """The cached outputs and summary for ``key``, or None (a miss)."""
+    path = cache_dir() / f"{key}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            summary = KerasSummary(**json.loads(str(saved["summary"])))
+            outputs = [saved[f"out{i}"] for i in range(len(summary.output_names))]
+        os.utime(path)  # most recently used
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return outputs, summary
+
+
+def store(key: str, outputs: list[np.ndarray], summary: KerasSummary) -> None:
+    """Save an entry (atomically), then trim the cache to :data:`MAX_CACHE_BYTES`.
+
+    A cache that cannot be written is skipped silently: it only saves time.
+    """
+    folder = cache_dir()
+    buffer = io.BytesIO()
+    arrays = {f"out{i}": o for i, o in enumerate(outputs)}
+    np.savez(buffer, summary=np.array(json.dumps(asdict(summary))), **arrays)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_bytes(folder / f"{key}.npz", buffer.getvalue())
+        trim(folder, MAX_CACHE_BYTES)
+    except OSError:
+        return
+
+
+def trim(folder: Path, max_bytes: int) -> None:
+    """Remove the least recently used entries until the folder holds at most ``max_bytes``."""
+    entries = []
+    for path in folder.glob("*.npz"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size

@@ -1,0 +1,106 @@
+"""Was this flatbuffer exported from this checkpoint? Checked before anything runs.
+
+Comparing a flatbuffer with the wrong checkpoint gives numbers that mean
+nothing (and a localization that blames some layer), so ``validate`` first
+compares what the flatbuffer says about its origin with the checkpoint:
+
+- the model name that ``export`` embeds in the metadata;
+- the names LCE's converter gives tensors (``<model>/<layer>/...``): the
+  model name and the layers they refer to must exist in the checkpoint.
+
+When they disagree the answer is "MODEL was not exported from CKPT (...)".
+An input shape that differs alone is no reason: ``export --input-shape``
+rebuilds a model for another size, and ``validate`` runs the checkpoint at
+the flatbuffer's static shape the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bnnconvert import ir
+from bnnconvert.errors import UsageProblem
+from bnnconvert.validation.cache import KerasSummary
+
+# Below this share of referenced layer names found in the checkpoint, the
+# flatbuffer describes another network (renaming a few layers is not enough
+# to reach it by accident).
+MIN_LAYER_NAMES_FOUND = 0.5
+
+
+class WrongCheckpoint(UsageProblem):
+    """The flatbuffer was exported from another checkpoint."""
+
+
+def _tensor_prefixes(graph: ir.Subgraph) -> dict[str, set[str]]:
+    """First name segment -> second segments, over every ``;``-joined tensor name."""
+    found: dict[str, set[str]] = {}
+    for tensor in graph.tensors:
+        for part in tensor.name.split(";"):
+            head, slash, rest = part.partition("/")
+            if slash and rest:
+                found.setdefault(head, set()).add(rest.partition("/")[0])
+    return found
+
+
+def _embedded_name(fb_model: ir.Model) -> str | None:
+    from bnnconvert.metadata import read_metadata
+
+    metadata = read_metadata(fb_model)
+    name = metadata.get("name") if metadata else None
+    return name if isinstance(name, str) and name else None
+
+
+def mismatch_reasons(keras: KerasSummary, fb_model: ir.Model) -> list[str]:
+    """Why the flatbuffer cannot come from the Keras model ``keras``; empty when it can.
+
+    Arguments:
+        keras: a summary of the checkpoint's Keras model.
+        fb_model: the flatbuffer's graph.
+    """
+    reasons = []
+    name = keras.name
+    embedded = _embedded_name(fb_model)
+    if embedded is not None and embedded != name:
+        reasons.append(f"it embeds the model name {embedded!r}, the checkpoint's is {name!r}")
+    prefixes = _tensor_prefixes(fb_model.subgraphs[0])
+    layers = set(keras.layers)
+    if prefixes and name not in prefixes:
+        named = max(prefixes, key=lambda p: len(prefixes[p]))
+        if len(prefixes[named]) > 1 and embedded is None:
+            reasons.append(f"its tensors are named after the model {named!r}, not {name!r}")
+    referenced = prefixes.get(name, set())
+    if referenced:
+        found = referenced & layers
+        if len(found) < MIN_LAYER_NAMES_FOUND * len(referenced):
+            missing = sorted(referenced - layers)
+            reasons.append(
+                f"{len(missing)} of the {len(referenced)} layer names it refers to are not in "
+                f"the checkpoint (e.g. {', '.join(missing[:3])})"
+            )
+    return reasons
+
+
+def check_origin(
+    keras: KerasSummary, fb_model: ir.Model, ckpt: str | Path, model: str | Path
+) -> None:
+    """Raise unless the flatbuffer's names correspond to the checkpoint.
+
+    An input shape that differs is not a reason on its own: ``export
+    --input-shape`` rebuilds the model for another size, and ``validate``
+    runs the checkpoint at the flatbuffer's shape.
+
+    Raises:
+        WrongCheckpoint: "MODEL was not exported from CKPT (...)", with the reasons.
+    """
+    reasons = mismatch_reasons(keras, fb_model)
+    if not reasons:
+        return
+    graph = fb_model.subgraphs[0]
+    shape = tuple(graph.tensors[graph.inputs[0]].shape[1:])
+    keras_shape = tuple(keras.input_shape)
+    if len(keras_shape) != len(shape) or any(
+        k is not None and k != s for k, s in zip(keras_shape, shape, strict=True)
+    ):
+        reasons.append(f"its input is {shape}, the checkpoint's {keras_shape}")
+    raise WrongCheckpoint(f"{model} was not exported from {ckpt} ({'; '.join(reasons)})")
