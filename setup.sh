@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up bnnconvert in ./.venv (Python 3.10-3.12).
 #   ./setup.sh          the package and its runtime stack
-#   ./setup.sh --test   also the test tools and the system packages the tests use
+#   ./setup.sh --test   also the test tools, PyTorch (the ONNX tests) and the system packages the tests use
 #                       (OpenSSH server/client, Chromium, a JDK and JUnit 4; needs root/apt)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -28,7 +28,8 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true  # an old pip still works
-extra=""; [[ $with_tests == 1 ]] && extra="[test]"
+# --test also installs the torch extra (torch==2.13.0, a local CPU wheel): the ONNX family tests need it.
+extra=""; [[ $with_tests == 1 ]] && extra="[test,torch]"
 log=$(mktemp)
 if ! .venv/bin/python -m pip install -q -e ".${extra}" >"$log" 2>&1; then
   grep -v "^WARNING: Location" "$log" >&2; rm -f "$log"
