@@ -11,19 +11,10 @@ produced and explains:
 - for every batch norm, whether it was fused and into what;
 - which float layers dominate the multiply-accumulates.
 
-How the mapping works. LCE names activation tensors after the TensorFlow ops
-they came from, ``<model>/<layer>/<op>``; ops fused together get the names
-joined with ``;``, and the converter cuts names at 50 characters, so a name
-can lose its later layers. A ``LceBconv2d`` is named through its input (the
-layer's own input quantizer), because a bconv that writes bitpacked output
-takes the *next* layer's quantizer name. Ops with no usable name (graph
-outputs are called ``StatefulPartitionedCall:0``, constants ``arith.constant``)
-are traced through the graph: a graph output belongs to the Keras output layer
-(or the nearest upstream layer that can own that op type). Layers left without
-ops are matched to a compatible op of a Keras neighbour (a batch norm to the
-conv before it, a max-pool to a pooling op, ...). MACs come from
-:mod:`bnnconvert.macs` and are counted once, for the op's
-owning layer.
+How the mapping works: :mod:`bnnconvert.mapping` (by tensor names and graph
+structure, never by output position), which also reads what bnnconvert's
+passes recorded in the model. MACs come from :mod:`bnnconvert.macs` and are
+counted once, for the op's owning layer.
 
 What LCE 0.16 was seen to do (tests/test_audit.py converts one model per case):
 a ``QuantDense`` becomes ``LceQuantize -> LceDequantize -> FULLY_CONNECTED``; a
@@ -40,23 +31,25 @@ Example:
     >>> report = audit(keras_model, flatbuffer)
     >>> [q.name for q in report.quantized if q.marked_binary and not q.binary]
     ['dense_head']
-    >>> print(report.to_markdown())
+    >>> from bnnconvert.audit_markdown import render
+    >>> print(render(report))
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bnnconvert import ir
+from bnnconvert.graph import AFFINE_OPS, BINARY_CONV, DEQUANTIZE, KERNEL_OPS, QUANTIZE
+from bnnconvert.mapping import SIGNS, THRESHOLD, LayerMap, class_name, is_quantized, map_layers
 
-BINARY_OP = "LceBconv2d"
-KERNEL_OPS = ("LceBconv2d", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
-AFFINE_OPS = ("MUL", "ADD", "SUB")
 _SIGN_QUANTIZERS = "ste_sign, approx_sign or swish_sign"
+_SIGN_QUANTIZER_NAMES = frozenset(
+    {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
+)
 _FOLD_PASS = "fold_sign_scale"
 _TOP_FLOAT_LAYERS = 3
 
@@ -101,6 +94,7 @@ class QuantizedLayer:
     marked_binary: bool  # it has at least one quantizer
     binary: bool  # it became LceBconv2d
     became: list[str]  # compute op types (or every op type if it has no compute op)
+    quantizers_lost: bool = False  # a Larq class revived by Keras without its quantizers
 
 
 @dataclass
@@ -127,7 +121,11 @@ class FloatMacShare:
 
 @dataclass
 class AuditResult:
-    """The audit of one conversion; ``to_dict()`` for JSON, ``to_markdown()`` for people."""
+    """The audit of one conversion; ``to_dict()`` for JSON.
+
+    For people: :func:`bnnconvert.audit_markdown.render` (this module does not
+    import its renderer).
+    """
 
     model_name: str
     ops: int
@@ -139,6 +137,7 @@ class AuditResult:
     float_mac_leaders: list[FloatMacShare]
     diagnostics: list[Diagnostic]
     unmapped_ops: list[dict[str, Any]] = field(default_factory=list)
+    rewrites: list[dict[str, Any]] = field(default_factory=list)  # done before conversion
 
     def record_folding(self, folded: int, left_alone: int) -> None:
         """Say in the ``bn-before-sign`` findings what our fold pass did about them.
@@ -173,6 +172,8 @@ class AuditResult:
         out = asdict(self)
         out["summary"] = {
             "quantized_layers": len(self.quantized),
+            "quantized_by_class": self.by_class,
+            "quantizers_lost": [q.name for q in self.quantized if q.quantizers_lost],
             "marked_binary": sum(q.marked_binary for q in self.quantized),
             "became_binary": sum(q.binary for q in self.quantized),
             "stayed_float": [q.name for q in self.stayed_float],
@@ -185,75 +186,22 @@ class AuditResult:
         }
         return out
 
-    def to_markdown(self) -> str:
-        """The audit as Markdown (no timestamps or paths, so it is stable)."""
-        from bnnconvert.audit_markdown import render
-
-        return render(self)
+    @property
+    def by_class(self) -> dict[str, int]:
+        """Larq quantized layers per class, e.g. ``{"QuantConv2D": 3, "QuantDense": 1}``."""
+        counts: dict[str, int] = {}
+        for q in self.quantized:
+            counts[q.class_name] = counts.get(q.class_name, 0) + 1
+        return counts
 
 
 # --- the Keras side -------------------------------------------------------------------
 
 
-class _KerasGraph:
-    """Top-level layers of a functional/sequential tf-keras model and their edges."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.layers = {layer.name: layer for layer in model.layers}
-        ids = {id(layer): layer.name for layer in model.layers}
-        self.inbound: dict[str, list[str]] = {name: [] for name in self.layers}
-        for name, layer in self.layers.items():
-            for node in getattr(layer, "_inbound_nodes", []):
-                parents = node.inbound_layers
-                parents = parents if isinstance(parents, (list, tuple)) else [parents]
-                for parent in parents:
-                    if id(parent) in ids and ids[id(parent)] not in self.inbound[name]:
-                        self.inbound[name].append(ids[id(parent)])
-        self.outbound: dict[str, list[str]] = {name: [] for name in self.layers}
-        for name, parents in self.inbound.items():
-            for parent in parents:
-                self.outbound[parent].append(name)
-        self.output_layers = [n for n in getattr(model, "output_names", []) if n in self.layers]
-
-    def ancestors(self, name: str, hops: int) -> Iterable[str]:
-        """Layers up to ``hops`` steps upstream, nearest first (first inbound path)."""
-        frontier = [name]
-        for _ in range(hops):
-            frontier = [p for n in frontier for p in self.inbound.get(n, [])]
-            yield from frontier
-
-
-def _class(layer: Any) -> str:
-    return type(layer).__name__
-
-
-def _has_kernel(layer: Any) -> bool:
-    return any(hasattr(layer, a) for a in ("kernel", "depthwise_kernel"))
-
-
-def _is_quantized(layer: Any) -> bool:
-    return hasattr(layer, "input_quantizer")
-
-
-def _owns(layer: Any, opcode: str) -> bool:
-    """Whether ``layer`` can be the layer an op of type ``opcode`` computes."""
-    cls = _class(layer)
-    if opcode in KERNEL_OPS:
-        return _has_kernel(layer) and (opcode != BINARY_OP or _is_quantized(layer))
-    if opcode in ("MAX_POOL_2D", "LceBMaxPool2d"):
-        return "MaxPool" in cls
-    if opcode == "AVERAGE_POOL_2D":
-        return "AveragePool" in cls and "Global" not in cls
-    if opcode == "CONCATENATION":
-        return cls == "Concatenate"
-    return True
-
-
 def _quantizer_name(quantizer: Any) -> str | None:
     if quantizer is None:
         return None
-    return getattr(quantizer, "__name__", None) or _class(quantizer)
+    return getattr(quantizer, "__name__", None) or class_name(quantizer)
 
 
 def _kernel_quantizer(layer: Any) -> Any:
@@ -263,147 +211,23 @@ def _kernel_quantizer(layer: Any) -> Any:
     return None
 
 
-# --- the flatbuffer side --------------------------------------------------------------
+def _quantizers_lost(layer: Any) -> bool:
+    """A Larq layer class revived by Keras without its quantizer attributes."""
+    return not hasattr(layer, "input_quantizer")
 
 
-def _layers_in_name(name: str, model_name: str, known: dict[str, Any]) -> list[str]:
-    """Layer names in a tensor name; a segment cut short inside its layer name is skipped."""
-    found: list[str] = []
-    for segment in name.split(";"):
-        parts = segment.split("/")
-        cut = len(parts) < 3  # a layer name must be followed by "/"
-        if not cut and parts[0] == model_name and parts[1] in known and parts[1] not in found:
-            found.append(parts[1])
-    return found
+def _reads_network_input(lm: LayerMap, name: str) -> bool:
+    """Whether every Keras input of the layer is a model input (a first layer)."""
+    parents = lm.keras.inbound.get(name, [])
+    return bool(parents) and all(p in lm.keras.input_layers for p in parents)
 
 
-def _is_constant(model: ir.Model, graph: ir.Subgraph, t: int) -> bool:
-    return t >= 0 and bool(model.buffers[graph.tensors[t].buffer])
-
-
-class _Mapping:
-    """Op <-> layer associations; ``owner`` is the one layer an op's MACs count for."""
-
-    def __init__(self, n_ops: int) -> None:
-        self.layer_ops: dict[str, list[int]] = {}
-        self.how: dict[str, str] = {}
-        self.notes: dict[str, str] = {}
-        self.owner: dict[int, str] = {}
-        self.n_ops = n_ops
-
-    def add(self, layer: str, op: int, how: str) -> None:
-        ops = self.layer_ops.setdefault(layer, [])
-        if op not in ops:
-            ops.append(op)
-            ops.sort()
-        if self.how.get(layer) != "name":
-            self.how[layer] = how
-
-    def ops_of(self, layer: str) -> list[int]:
-        return self.layer_ops.get(layer, [])
-
-
-def _map_ops(kg: _KerasGraph, model: ir.Model, graph: ir.Subgraph) -> _Mapping:
-    mapping = _Mapping(len(graph.operators))
-    name = kg.model.name
-    producers = {t: i for i, op in enumerate(graph.operators) for t in op.outputs}
-
-    def named(t: int) -> list[str]:
-        return _layers_in_name(graph.tensors[t].name, name, kg.layers) if t >= 0 else []
-
-    unnamed: list[int] = []
-    for i, op in enumerate(graph.operators):
-        if op.opcode == BINARY_OP:
-            layers = named(op.inputs[0])
-            if graph.tensors[op.outputs[0]].dtype != "int32":  # bitpacked: next layer's name
-                layers += [n for n in named(op.outputs[0]) if n not in layers]
-        else:
-            layers = [n for t in op.outputs for n in named(t)]
-        if not layers:  # weights are sometimes named after their layer
-            layers = [n for t in op.inputs if _is_constant(model, graph, t) for n in named(t)]
-        if not layers:
-            unnamed.append(i)
-            continue
-        for layer in layers:
-            mapping.add(layer, i, "name")
-        owners = [n for n in layers if _owns(kg.layers[n], op.opcode)]
-        if owners:
-            mapping.owner[i] = owners[0]
-            continue
-        # Named after a layer that cannot compute it (a binary max-pool takes the
-        # next layer's quantizer name): find the owner upstream.
-        for candidate in kg.ancestors(layers[0], hops=3):
-            if (
-                _owns(kg.layers[candidate], op.opcode)
-                and _class(kg.layers[candidate]) != "InputLayer"
-            ):
-                mapping.add(candidate, i, "structure")
-                mapping.owner[i] = candidate
-                break
-        else:
-            mapping.owner[i] = layers[0]
-
-    for i in unnamed:
-        op = graph.operators[i]
-        owner = _owner_by_structure(kg, mapping, graph, producers, i)
-        if owner is not None:
-            mapping.add(owner, i, "structure")
-            mapping.owner[i] = owner
-    return mapping
-
-
-def _owner_by_structure(
-    kg: _KerasGraph, mapping: _Mapping, graph: ir.Subgraph, producers: dict[int, int], i: int
-) -> str | None:
-    op = graph.operators[i]
-    for k, t in enumerate(graph.outputs):
-        if t in op.outputs and k < len(kg.output_layers):
-            start = kg.output_layers[k]
-            for candidate in [start, *kg.ancestors(start, hops=4)]:
-                if _owns(kg.layers[candidate], op.opcode):
-                    return candidate
-    for t in op.inputs:
-        source = producers.get(t)
-        if source is None or source not in mapping.owner:
-            continue
-        upstream = mapping.owner[source]
-        for candidate in [upstream, *kg.outbound.get(upstream, [])]:
-            if _owns(kg.layers[candidate], op.opcode) and candidate not in mapping.layer_ops:
-                return candidate
-    return None
-
-
-def _map_leftover_layers(kg: _KerasGraph, mapping: _Mapping, graph: ir.Subgraph) -> None:
-    """Give layers without ops the compatible op of a neighbour, saying so."""
-    for name, layer in kg.layers.items():
-        if mapping.ops_of(name):
-            continue
-        cls = _class(layer)
-        if cls == "InputLayer":
-            mapping.notes[name] = "graph input"
-            continue
-        if cls in ("Dropout", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization"):
-            mapping.notes[name] = "no op: identity at inference"
-            continue
-        merge_types: tuple[str, ...]
-        if cls == "BatchNormalization":
-            merge_types = KERNEL_OPS + AFFINE_OPS
-        elif cls in ("Activation", "ReLU"):
-            merge_types = tuple(op.opcode for op in graph.operators)  # fused activation
-        else:
-            merge_types = ()
-        neighbours = kg.inbound.get(name, []) + kg.outbound.get(name, [])
-        for neighbour in neighbours:
-            ops = [i for i in mapping.ops_of(neighbour) if graph.operators[i].opcode in merge_types]
-            if cls == "BatchNormalization" and neighbour in kg.inbound.get(name, []):
-                ops = [i for i in ops if graph.operators[i].opcode in KERNEL_OPS]
-            if ops:
-                op = ops[-1] if neighbour in kg.inbound.get(name, []) else ops[0]
-                mapping.add(name, op, "structure")
-                mapping.notes[name] = f"no op named after it; merged into op {op} of {neighbour}"
-                break
-        else:
-            mapping.notes[name] = "no op found (folded away by the converter, or its name was cut)"
+def _input_signs_fused_upstream(lm: LayerMap, name: str) -> bool:
+    """Whether the layer's ops read bitpacked signs computed by an earlier op."""
+    layer = lm.layers[name]
+    if any(lm.graph.operators[i].opcode == DEQUANTIZE for i in layer.own_ops):
+        return True
+    return any(ref.meaning == SIGNS for ref in layer.inputs)
 
 
 # --- diagnoses ------------------------------------------------------------------------
@@ -439,9 +263,27 @@ def _group_fix(channels_in: int, channels_out: int) -> str:
     return f"use groups={max(options)} (or fewer) so each group has a multiple of 32 channels"
 
 
-def _reasons_not_binary(layer: Any, op_types: list[str]) -> list[tuple[str, str, str]]:
-    """(code, message, fix) for each reason a quantized layer is not binary."""
-    cls = _class(layer)
+def _reasons_not_binary(
+    layer: Any, op_types: list[str], signs_fused: bool
+) -> list[tuple[str, str, str]]:
+    """(code, message, fix) for each reason a quantized layer is not binary.
+
+    ``signs_fused``: its input sign was applied, fused into an earlier op's
+    bitpacked output, so its input quantizer is not at fault.
+    """
+    cls = class_name(layer)
+    if _quantizers_lost(layer):
+        return [
+            (
+                "quantizers-lost",
+                f"{cls} lost its quantizers when it was saved: Keras revived it from the "
+                "SavedModel's graph without input_quantizer/kernel_quantizer (a quantizer "
+                "that is not a built-in Larq one, e.g. a user-written function, cannot be "
+                "restored), so its binary intent is lost and it runs in float",
+                "use built-in Larq quantizers (ste_sign, MagnitudeAwareSign, ...) and save "
+                "again, or load with --trust-checkpoint --custom-objects FILE.py",
+            )
+        ]
     reasons: list[tuple[str, str, str]] = []
     if cls == "QuantDense":
         reasons.append(
@@ -477,7 +319,7 @@ def _reasons_not_binary(layer: Any, op_types: list[str]) -> list[tuple[str, str,
                 f"set input_quantizer to {_SIGN_QUANTIZERS} and fine-tune",
             )
         )
-    elif "LceQuantize" not in op_types:
+    elif input_quantizer not in _SIGN_QUANTIZER_NAMES and not signs_fused:
         what = "DoReFa" if "dorefa" in input_quantizer.lower() else input_quantizer
         reasons.append(
             (
@@ -534,16 +376,15 @@ def _pad_value_notes(op: ir.Operator, graph: ir.Subgraph) -> tuple[str, str, str
     return None
 
 
-def _batch_norm_outcome(
-    name: str, ops: list[int], kg: _KerasGraph, mapping: _Mapping, graph: ir.Subgraph
-) -> BatchNormOutcome:
+def _batch_norm_outcome(name: str, lm: LayerMap) -> BatchNormOutcome:
+    graph, ops = lm.graph, lm.layers[name].ops
     if not ops:
-        return BatchNormOutcome(name, "not-found", mapping.notes.get(name, "no op found"))
+        return BatchNormOutcome(name, "not-found", lm.layers[name].note or "no op found")
     opcodes = [graph.operators[i].opcode for i in ops]
     for i, opcode in zip(ops, opcodes, strict=True):
         if opcode in KERNEL_OPS:
-            owner = mapping.owner.get(i, "?")
-            if opcode == BINARY_OP:
+            owner = lm.owner.get(i, "?")
+            if opcode == BINARY_CONV:
                 bitpacked = graph.tensors[graph.operators[i].outputs[0]].dtype == "int32"
                 into = (
                     "output_threshold (bitpacked output)"
@@ -570,21 +411,91 @@ def _batch_norm_outcome(
         signs = [
             c
             for t in last.outputs
-            for c in ir.consumers(graph, t)
-            if graph.operators[c].opcode == "LceQuantize"
+            for c in lm.index.consumers(t)
+            if graph.operators[c].opcode == QUANTIZE
         ]
         if signs:
-            quantized = mapping.owner.get(signs[0], "?")
-            return BatchNormOutcome(
-                name,
-                "before-sign",
-                f"left as float {kinds} ({where}) before the sign "
-                f"of {quantized} (LceQuantize, op {signs[0]})",
-                affine,
-            )
+            quantized = lm.owner.get(signs[0], "?")
+            output = lm.layers[name].output
+            if output is not None and output.meaning == THRESHOLD:
+                flipped = len(output.flipped_channels)
+                detail = (
+                    f"folded by {_FOLD_PASS} into a per-channel threshold ADD ({where}) before "
+                    f"the sign of {quantized} (LceQuantize, op {signs[0]}); "
+                    f"{flipped} channel(s) with negative scale have their sign inverted"
+                )
+            else:
+                detail = (
+                    f"left as float {kinds} ({where}) before the sign "
+                    f"of {quantized} (LceQuantize, op {signs[0]})"
+                )
+            return BatchNormOutcome(name, "before-sign", detail, affine)
         return BatchNormOutcome(name, "float-ops", f"left as float {kinds} ({where})", affine)
     listed = ", ".join(f"{o} (op {i})" for i, o in zip(ops, opcodes, strict=True))
     return BatchNormOutcome(name, "float-ops", f"merged into {listed}", ops)
+
+
+def _quantized_layer(
+    lm: LayerMap, name: str, layer: Any, op_types: list[str]
+) -> tuple[QuantizedLayer, list[Diagnostic]]:
+    """What became of one Larq quantized layer, and the findings about it."""
+    cls = class_name(layer)
+    compute = [t for t in op_types if t in KERNEL_OPS] or op_types
+    binary = BINARY_CONV in op_types
+    if _quantizers_lost(layer):
+        entry = QuantizedLayer(name, cls, None, None, True, binary, compute, quantizers_lost=True)
+    else:
+        input_q = _quantizer_name(layer.input_quantizer)
+        kernel_q = _quantizer_name(_kernel_quantizer(layer))
+        marked = input_q is not None or kernel_q is not None
+        entry = QuantizedLayer(name, cls, input_q, kernel_q, marked, binary, compute)
+        if input_q is None and kernel_q is not None and _reads_network_input(lm, name):
+            entry.marked_binary = False  # binary weights on real inputs, by design
+            return entry, [
+                Diagnostic(
+                    "first-layer-float-input",
+                    "info",
+                    name,
+                    "first layer with binary weights reading the network input without an "
+                    "input_quantizer (the practice Larq recommends): it runs as a float "
+                    f"{'/'.join(compute)} with ±1 weights",
+                    "none needed; binarizing raw pixels usually costs accuracy",
+                )
+            ]
+    if not entry.marked_binary or binary:
+        return entry, []
+    found = _reasons_not_binary(layer, op_types, _input_signs_fused_upstream(lm, name)) or [
+        (
+            "unknown",
+            f"LCE kept it as {', '.join(compute) or 'no op'}; bnnconvert does not recognise why",
+            "check its quantizers and channel counts; report it to bnnconvert",
+        )
+    ]
+    return entry, [Diagnostic(c, "error", name, m, f) for c, m, f in found]
+
+
+def _own_quantization_notes(keras_model: Any, lm: LayerMap) -> list[Diagnostic]:
+    """An info finding per QUANTIZE op that the model's own fake-quant nodes put there."""
+    from bnnconvert.passes.int8_activations import own_fake_quant
+
+    own = set(own_fake_quant(keras_model))
+    if not own:
+        return []
+    notes = []
+    for i, op in enumerate(lm.graph.operators):
+        layer = lm.owner.get(i)
+        if op.opcode == "QUANTIZE" and layer in own:
+            notes.append(
+                Diagnostic(
+                    "own-quantization",
+                    "info",
+                    layer,
+                    f"int8 from the model's own quantization nodes (QUANTIZE, op {i}): "
+                    "outputs differ from float by design",
+                    "validate judges this export as lossy",
+                )
+            )
+    return notes
 
 
 # --- the entry point ------------------------------------------------------------------
@@ -606,19 +517,15 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
     """
     from bnnconvert import macs as mac_count
 
-    model = ir.read(flatbuffer) if isinstance(flatbuffer, (bytes, bytearray)) else flatbuffer
-    graph = model.subgraphs[0]
+    lm = map_layers(keras_model, flatbuffer)
+    model, graph = lm.model, lm.graph
     op_macs = mac_count.count_subgraph(model, graph)
-
-    kg = _KerasGraph(keras_model)
-    mapping = _map_ops(kg, model, graph)
-    _map_leftover_layers(kg, mapping, graph)
 
     macs: dict[str, dict[str, int]] = {}
     # The audit splits binary from everything else: int8/int16 MACs count as "float" here.
     for i, counted in enumerate(op_macs):
-        if counted is not None and i in mapping.owner:
-            per = macs.setdefault(mapping.owner[i], {"binary": 0, "float": 0})
+        if counted is not None and i in lm.owner:
+            per = macs.setdefault(lm.owner[i], {"binary": 0, "float": 0})
             per["binary" if counted.kind == "binary" else "float"] += counted.macs
     by_kind = mac_count.totals(op_macs)
     binary_macs = by_kind["binary"]
@@ -628,48 +535,46 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
     quantized: list[QuantizedLayer] = []
     batch_norms: list[BatchNormOutcome] = []
     diagnostics: list[Diagnostic] = []
-    for name, layer in kg.layers.items():
-        ops = mapping.ops_of(name)
-        op_types = [graph.operators[i].opcode for i in ops]
+    rewritten = {r.get("layer") for r in lm.rewrites}
+    for name, layer in lm.keras.layers.items():
+        mapped = lm.layers[name]
+        op_types = [graph.operators[i].opcode for i in mapped.ops]
         layers.append(
             LayerMapping(
                 name,
-                _class(layer),
-                ops,
+                mapped.class_name,
+                mapped.ops,
                 op_types,
-                mapping.how.get(name, "none"),
-                mapping.notes.get(name, ""),
+                mapped.mapped_by,
+                mapped.note,
                 macs.get(name, {}).get("binary", 0),
                 macs.get(name, {}).get("float", 0),
             )
         )
-        if _is_quantized(layer):
-            input_q = _quantizer_name(layer.input_quantizer)
-            kernel_q = _quantizer_name(_kernel_quantizer(layer))
-            binary = BINARY_OP in op_types
-            compute = [t for t in op_types if t in KERNEL_OPS] or op_types
-            marked = input_q is not None or kernel_q is not None
-            quantized.append(
-                QuantizedLayer(name, _class(layer), input_q, kernel_q, marked, binary, compute)
-            )
-            if marked and not binary:
-                found = _reasons_not_binary(layer, op_types) or [
-                    (
-                        "unknown",
-                        f"LCE kept it as {', '.join(compute) or 'no op'}; bnnconvert does not "
-                        "recognise why",
-                        "check its quantizers and channel counts; report it to bnnconvert",
+        if is_quantized(layer):
+            entry, found = _quantized_layer(lm, name, layer, op_types)
+            quantized.append(entry)
+            diagnostics += found
+            if name in rewritten:
+                diagnostics.append(
+                    Diagnostic(
+                        "rewritten-as-1x1-conv",
+                        "info",
+                        name,
+                        f"{entry.class_name} rebuilt before conversion as Reshape -> 1x1 "
+                        "QuantConv2D -> Reshape (exact), so LCE could make it "
+                        f"{'LceBconv2d' if entry.binary else ', '.join(entry.became)}",
+                        "none needed (--no-rewrite keeps the layer as it is)",
                     )
-                ]
-                diagnostics += [Diagnostic(c, "error", name, m, f) for c, m, f in found]
-            for i in ops:
-                if graph.operators[i].opcode == BINARY_OP and mapping.owner.get(i) == name:
+                )
+            for i in mapped.own_ops:
+                if graph.operators[i].opcode == BINARY_CONV:
                     note = _pad_value_notes(graph.operators[i], graph)
                     if note:
                         diagnostics.append(Diagnostic(note[0], "info", name, note[1], note[2]))
                         break
-        if _class(layer) == "BatchNormalization":
-            outcome = _batch_norm_outcome(name, ops, kg, mapping, graph)
+        if class_name(layer) == "BatchNormalization":
+            outcome = _batch_norm_outcome(name, lm)
             batch_norms.append(outcome)
             if outcome.outcome == "before-sign":
                 diagnostics.append(
@@ -683,15 +588,11 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
                         "per-channel threshold",
                     )
                 )
+    diagnostics += _own_quantization_notes(keras_model, lm)
 
     total = binary_macs + float_macs
     leaders = sorted((m for m in layers if m.float_macs), key=lambda m: m.float_macs, reverse=True)[
         :_TOP_FLOAT_LAYERS
-    ]
-    unmapped = [
-        {"index": i, "type": op.opcode}
-        for i, op in enumerate(graph.operators)
-        if not any(i in ops for ops in mapping.layer_ops.values())
     ]
     return AuditResult(
         model_name=keras_model.name,
@@ -711,5 +612,6 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
             for m in leaders
         ],
         diagnostics=diagnostics,
-        unmapped_ops=unmapped,
+        unmapped_ops=[{"index": i, "type": graph.operators[i].opcode} for i in lm.unmapped_ops()],
+        rewrites=list(lm.rewrites),
     )

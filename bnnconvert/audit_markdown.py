@@ -29,7 +29,13 @@ def render(result: AuditResult) -> str:
     lines = [
         f"## Conversion audit: {result.model_name}",
         "",
-        f"- quantized layers: {summary['quantized_layers']}, marked binary "
+        f"- quantized layers: {summary['quantized_layers']}"
+        + (
+            " (" + ", ".join(f"{c} {n}" for c, n in summary["quantized_by_class"].items()) + ")"
+            if summary["quantized_by_class"]
+            else ""
+        )
+        + f", marked binary "
         f"{summary['marked_binary']}, became LceBconv2d {summary['became_binary']}"
         + (f"; **stayed float: {', '.join(stayed)}**" if stayed else ""),
         f"- batch norms fused: {summary['batch_norms_fused']} of {summary['batch_norms']}",
@@ -45,7 +51,12 @@ def render(result: AuditResult) -> str:
             "|---|---|---|---|---|---|",
         ]
         for q in result.quantized:
-            verdict = "yes" if q.binary else ("**no**" if q.marked_binary else "no (no quantizers)")
+            if q.binary:
+                verdict = "yes"
+            elif q.quantizers_lost:
+                verdict = "**no** (quantizers lost in saving)"
+            else:
+                verdict = "**no**" if q.marked_binary else "no (not marked binary)"
             lines.append(
                 f"| {_cell(q.name)} | {q.class_name} | {q.input_quantizer or '–'} "
                 f"| {q.kernel_quantizer or '–'} | {', '.join(q.became) or '–'} | {verdict} |"

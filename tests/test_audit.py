@@ -11,11 +11,12 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import randomize_batchnorm
 
 from bnnconvert import _tf, models
 from bnnconvert.audit import AuditResult, audit
+from bnnconvert.audit_markdown import render
 from bnnconvert.cli.main import run
+from bnnconvert.models import randomize_batchnorm
 
 SNAPSHOT = Path(__file__).parent / "data" / "audit" / "small_model.md"
 
@@ -78,8 +79,8 @@ NOT_BINARY = {
         "QuantDense has no binary op in LCE",
         "1x1 QuantConv2D",
     ),
-    "no_input_quantizer": (
-        lambda x: _qconv(input_quantizer=None)(x),
+    "no_input_quantizer": (  # not a first layer: its input is a feature map
+        lambda x: _qconv(input_quantizer=None)(_tf.keras().layers.Conv2D(32, 1, name="pre")(x)),
         32,
         "no-input-quantizer",
         "no input_quantizer: only the weights are binary, the conv runs in float",
@@ -134,6 +135,20 @@ def test_layer_that_stays_float_gets_its_reason_and_fix(case) -> None:
     errors = _errors(result)
     assert reason in errors[code]
     assert fix in next(d.fix for d in result.diagnostics if d.code == code)
+
+
+def test_first_layer_with_only_a_kernel_quantizer_is_an_info_note() -> None:
+    """Larq's tutorial: binary weights on the raw image, as Larq's docs recommend."""
+    result = _audit(lambda x: _qconv("first", input_quantizer=None)(x), 3)
+    [layer] = result.quantized
+    assert not layer.marked_binary and not layer.binary and layer.became == ["CONV_2D"]
+    assert not result.stayed_float
+    [note] = result.diagnostics
+    assert (note.code, note.severity, note.layer) == ("first-layer-float-input", "info", "first")
+    assert note.message == (
+        "first layer with binary weights reading the network input without an input_quantizer "
+        "(the practice Larq recommends): it runs as a float CONV_2D with ±1 weights"
+    )
 
 
 # What LCE 0.16 does binarize although the issue text might suggest otherwise: the
@@ -328,7 +343,7 @@ def _small_model():
 def test_markdown_rendering_matches_the_snapshot() -> None:
     """Regenerate with BNNCONVERT_UPDATE_SNAPSHOTS=1 after an intended change."""
     model = _small_model()
-    markdown = audit(model, _tf.lce().convert_keras_model(model)).to_markdown()
+    markdown = render(audit(model, _tf.lce().convert_keras_model(model)))
     if os.environ.get("BNNCONVERT_UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
         SNAPSHOT.write_text(markdown)
