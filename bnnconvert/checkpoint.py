@@ -273,13 +273,33 @@ def _load_trusted(path: Path, custom_objects: str | Path | None) -> Any:
     _tf.larq()
     try:
         with _tf.keras_safe_mode(False):
-            return keras.models.load_model(
+            model = keras.models.load_model(
                 path, compile=False, custom_objects=objects, safe_mode=False
             )
     except Exception as e:
         raise CheckpointProblem(
             f"{path}: Keras could not load it even with --trust-checkpoint: {_first_line(e)}"
         ) from e
+    return model if getattr(model, "_is_graph_network", True) else _as_functional(model, path)
+
+
+def _as_functional(model: Any, path: Path) -> Any:
+    """Wrap a revived subclassed model into a one-input Functional model.
+
+    tf-keras revives a subclassed SavedModel with its traced ``call``; called
+    on a Keras input it yields a graph LCE's converter takes like any other.
+    """
+    keras = _tf.keras()
+    spec = model.save_spec() if hasattr(model, "save_spec") else None
+    args = spec[0] if spec else []
+    tensors = [a for a in args if a is not None]
+    if len(tensors) != 1 or getattr(tensors[0], "shape", None) is None:
+        raise CheckpointProblem(
+            f"{path}: a subclassed model whose saved call takes {len(tensors)} tensor inputs; "
+            "bnnconvert converts single-input models: save it as a Functional model"
+        )
+    inputs = keras.Input(shape=tensors[0].shape[1:], dtype=tensors[0].dtype)
+    return keras.Model(inputs, model(inputs), name=model.name)
 
 
 def _first_line(error: Exception) -> str:
@@ -293,7 +313,7 @@ def _first_line(error: Exception) -> str:
 def _check_range(what: str, value: Any, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise CheckpointProblem(
-            f"Expected {what} to be a whole number from 1 to {maximum}, got {str(value)[:40]!r}"
+            f"Expected {what} to be a whole number from 1 to {maximum}, got {repr(value)[:40]}"
         )
     return value
 

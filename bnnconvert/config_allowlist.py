@@ -249,6 +249,24 @@ _REFUSED = f"refused: re-save it with stock Keras/Larq, {_TRUST}"
 assert not (QUANTIZER.functions | ACTIVATIONS) & set(dir(builtins))
 
 
+def _code_carrier(config: Any, path: str = "") -> tuple[str, str] | None:
+    """``(attribute path, class name)`` of the first code-running object inside ``config``."""
+    if isinstance(config, dict):
+        if config.get("class_name") in _RUNS_CODE and path:
+            return path, config["class_name"]
+        for key, value in config.items():
+            inner = f"{path}.{key}" if path and key != "config" else (path or key)
+            found = _code_carrier(value, inner)
+            if found:
+                return found
+    elif isinstance(config, list):
+        for value in config:
+            found = _code_carrier(value, path)
+            if found:
+                return found
+    return None
+
+
 def kind_of(key: str | None) -> Kind | None:
     """The kind of object that Keras deserializes under config key ``key``."""
     if key is None or key in ("layers", "layer", "model_config"):
@@ -284,8 +302,9 @@ def _is_number(value: Any) -> bool:
 class _Checker:
     """Walks one config; raises :class:`CheckpointProblem` at the first refusal."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, trust_hint: str) -> None:
         self.source = source
+        self.trust_hint = trust_hint
 
     def refuse(self, layer: str, attr: str, what: str) -> CheckpointProblem:
         return CheckpointProblem(f"{self.source}: layer {layer!r} attribute {attr!r}: {what}")
@@ -303,7 +322,7 @@ class _Checker:
             self.function(node, kind, layer, attr)
             return
         if not isinstance(class_name, str) or class_name not in kind.classes:
-            raise self.unknown_class(class_name, kind, layer, attr)
+            raise self.unknown_class(class_name, kind, layer, attr, node)
         if registered not in (None, class_name):
             raise self.refuse(
                 layer,
@@ -384,34 +403,38 @@ class _Checker:
                 raise self.unknown_function(value, kind, layer, attr)
 
     def inbound(self, nodes: Any, layer: str) -> None:
-        """Legacy inbound nodes: ``[[[layer, node, tensor, kwargs], ...], ...]``."""
-        if not isinstance(nodes, list):
-            raise self.refuse(layer, "inbound_nodes", "not a list; refused")
-        for node in nodes:
-            entries = node if isinstance(node, list) else [node]
-            for entry in entries:
-                if not (isinstance(entry, list) and 3 <= len(entry) <= 4):
+        """Inbound nodes: nested lists/dicts of entries ``[layer, node, tensor(, kwargs)]``."""
+        for entry in self.entries(nodes, layer):
+            source, _, value, *kwargs = entry
+            if source == "_CONSTANT_VALUE":
+                if not _is_number(value):
                     raise self.refuse(
                         layer,
                         "inbound_nodes",
-                        f"unexpected entry {str(entry)[:60]!r} (not [layer, node, tensor, "
-                        "kwargs]); refused",
+                        f"a constant input of type {type(value).__name__} (only numbers "
+                        f"are accepted); {_REFUSED}",
                     )
-                source, _, value, *kwargs = entry
-                if not isinstance(source, str):
-                    raise self.refuse(layer, "inbound_nodes", "a layer reference is not a name")
-                if source == "_CONSTANT_VALUE":
-                    if not _is_number(value):
-                        raise self.refuse(
-                            layer,
-                            "inbound_nodes",
-                            f"a constant input of type {type(value).__name__} (only numbers "
-                            f"are accepted); {_REFUSED}",
-                        )
-                elif not (isinstance(value, int) and isinstance(entry[1], int)):
-                    raise self.refuse(layer, "inbound_nodes", "a tensor index is not a number")
-                for kw in kwargs:
-                    self.call_kwargs(kw, layer)
+            elif not (isinstance(value, int) and isinstance(entry[1], int)):
+                raise self.refuse(layer, "inbound_nodes", "a tensor index is not a number")
+            for kw in kwargs:
+                self.call_kwargs(kw, layer)
+
+    def entries(self, nodes: Any, layer: str) -> Iterator[list[Any]]:
+        if isinstance(nodes, list) and 3 <= len(nodes) <= 4 and isinstance(nodes[0], str):
+            yield nodes
+        elif isinstance(nodes, list):
+            for node in nodes:
+                yield from self.entries(node, layer)
+        elif isinstance(nodes, dict):
+            for node in nodes.values():
+                yield from self.entries(node, layer)
+        else:
+            raise self.refuse(
+                layer,
+                "inbound_nodes",
+                f"unexpected entry {str(nodes)[:60]!r} (not [layer, node, tensor, kwargs]); "
+                f"{_REFUSED}",
+            )
 
     def call_kwargs(self, kwargs: Any, layer: str) -> None:
         """Call arguments: numbers, booleans, None, or tensor references ``[name, i, j]``."""
@@ -432,7 +455,18 @@ class _Checker:
                 f"are accepted); {_REFUSED}",
             )
 
-    def unknown_class(self, name: Any, kind: Kind, layer: str, attr: str) -> CheckpointProblem:
+    def unknown_class(
+        self, name: Any, kind: Kind, layer: str, attr: str, node: Any = None
+    ) -> CheckpointProblem:
+        carrier = _code_carrier(node.get("config")) if kind is LAYER and node else None
+        if carrier is not None and name not in _RUNS_CODE:
+            where, inner = carrier
+            return self.refuse(
+                layer,
+                where,
+                f"a {inner} runs {_RUNS_CODE[inner]}, which bnnconvert never executes; "
+                f"rebuild it from built-in Keras/Larq layers, {_TRUST}",
+            )
         if kind is LAYER and name in _RUNS_CODE:
             return self.refuse(
                 layer,
@@ -452,25 +486,29 @@ class _Checker:
             layer,
             attr,
             f"{kind.label} {what} is not a built-in Keras/Larq {kind.label} bnnconvert "
-            f"loads (custom code is never run); {fix}, or pass --trust-checkpoint "
-            "--custom-objects FILE.py if you trust this checkpoint",
+            f"loads (custom code is never run); {fix}, or pass {self.trust_hint} "
+            "if you trust this checkpoint",
         )
 
 
-def check_config(config: Any, source: str) -> None:
+CUSTOM_OBJECTS_HINT = "--trust-checkpoint --custom-objects FILE.py"
+
+
+def check_config(config: Any, source: str, trust_hint: str = CUSTOM_OBJECTS_HINT) -> None:
     """Refuse a model config naming anything not on the list (see module docstring).
 
     Arguments:
         config: the decoded JSON of a Keras model config (a dict with
             ``class_name`` and ``config``).
         source: file name for messages.
+        trust_hint: how to load an unknown class or function anyway, for messages.
 
     Raises:
         CheckpointProblem: one line naming the layer, the attribute and why.
     """
     if not isinstance(config, dict) or "class_name" not in config:
         raise CheckpointProblem(f"{source}: the model config is not a Keras model; refused")
-    _Checker(source).object(config, LAYER, _ROOT, "class_name")
+    _Checker(source, trust_hint).object(config, LAYER, _ROOT, "class_name")
 
 
 # --- after loading -------------------------------------------------------------

@@ -35,6 +35,7 @@ from bnnconvert import (
     targets,
 )
 from bnnconvert.atomic import check_writable_dir, describe_os_error, write_bytes, write_text
+from bnnconvert.checkpoint_files import side_file
 from bnnconvert.errors import OutputProblem
 from bnnconvert.passes import fold_sign_scale, int8_activations
 from bnnconvert.preprocessing import PreprocessingSpec, parse_preprocessing
@@ -236,6 +237,8 @@ def export(
     validate_samples: int = 8,
     input_type: str = "float32",
     output_type: str = "float32",
+    trust_checkpoint: bool = False,
+    custom_objects: str | Path | None = None,
 ) -> ExportResult:
     """Convert the checkpoint at ``ckpt`` and write ``model.tflite`` + ``export.json``.
 
@@ -261,6 +264,10 @@ def export(
         input_type, output_type: ``"float32"`` or ``"int8"`` graph input/output
             (LCE's ``inference_input_type``/``inference_output_type``); int8
             needs ``optimize.int8_activations`` or the model's own fake-quant.
+        trust_checkpoint: load through Keras's own unsafe loader, so the
+            checkpoint's code may run (:func:`bnnconvert.checkpoint.load`); never a default.
+        custom_objects: a Python file of classes/functions to register (only
+            with ``trust_checkpoint``).
 
     Returns:
         An :class:`ExportResult`; its files are complete on disk.
@@ -281,7 +288,14 @@ def export(
     check_writable_dir(out)
 
     say("Loading checkpoint")
-    loaded = checkpoint.load(ckpt, arch=arch, input_shape=input_shape, num_classes=num_classes)
+    loaded = checkpoint.load(
+        ckpt,
+        arch=arch,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        trust=trust_checkpoint,
+        custom_objects=custom_objects,
+    )
     keras_model = convert.with_input_shape(loaded.model, input_shape)
     options = optimize or passes.OptimizeOptions()
     pass_stats: list[passes.PassStats] = []
@@ -365,11 +379,6 @@ def export(
     return result
 
 
-def _beside(ckpt: Path, name: str) -> Path | None:
-    candidate = (ckpt if ckpt.is_dir() else ckpt.parent) / name
-    return candidate if candidate.is_file() else None
-
-
 @dataclass
 class _AppMetadata:
     """Labels and preprocessing to embed, read and checked before any slow work."""
@@ -386,8 +395,8 @@ def _app_metadata(
     Raises:
         UsageProblem: a missing or malformed label file, an unknown preset or key.
     """
-    labels_path = Path(labels) if labels is not None else _beside(ckpt, metadata.LABEL_FILE)
-    if preprocessing is None and (spec_file := _beside(ckpt, PREPROCESSING_FILE)):
+    labels_path = Path(labels) if labels is not None else side_file(ckpt, metadata.LABEL_FILE)
+    if preprocessing is None and (spec_file := side_file(ckpt, PREPROCESSING_FILE)):
         preprocessing = spec_file.read_text().strip()
     return _AppMetadata(
         labels=metadata.load_labels(labels_path) if labels_path else None,

@@ -97,7 +97,11 @@ def load_saved_model(folder: Path) -> Any:
         CheckpointProblem: refused config, or variables that do not fit it.
     """
     config = root_config(folder)
-    check_config(config, str(folder / METADATA_NAME))
+    check_config(
+        config,
+        str(folder / METADATA_NAME),
+        "--trust-checkpoint (Keras then runs the layer's graph stored in the SavedModel)",
+    )
     for part in sorted((folder / "variables").glob("variables.*")):
         checkpoint_files.checked_file(
             part, checkpoint_files.MAX_CHECKPOINT_BYTES, "a SavedModel's variables"

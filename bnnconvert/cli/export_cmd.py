@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bnnconvert.cli import output
+from bnnconvert.cli.trust_options import CustomObjects, TrustCheckpoint, warn_if_trusted
 
 if TYPE_CHECKING:
     from bnnconvert.passes import PassStats
@@ -95,6 +96,8 @@ def export(
             "(reports are written; the model as model.rejected.tflite).",
         ),
     ] = False,
+    trust_checkpoint: TrustCheckpoint = False,
+    custom_objects: CustomObjects = None,
 ) -> None:
     """Convert a trained Larq checkpoint into an LCE flatbuffer and a report."""
     from bnnconvert.cli.audit_view import print_audit_summary
@@ -109,6 +112,7 @@ def export(
         options = options.with_raw_output()
 
     shape = parse_input_shape(input_shape) if input_shape else None
+    warn_if_trusted(trust_checkpoint)
     with output.progress("Starting") as step:
         result = run_export(
             ckpt,
@@ -123,6 +127,8 @@ def export(
             labels=labels,
             preprocessing=preprocessing,
             validate_samples=0 if no_validate else 8,
+            trust_checkpoint=trust_checkpoint,
+            custom_objects=custom_objects,
             input_type=input_type,
             output_type=output_type,
         )

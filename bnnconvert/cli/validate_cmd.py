@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from bnnconvert.cli import output
+from bnnconvert.cli.trust_options import CustomObjects, TrustCheckpoint, warn_if_trusted
 
 
 def validate(
@@ -29,12 +30,15 @@ def validate(
         str, typer.Option("--kernel", help="LCE binary kernel: indirect, reference or default.")
     ] = "indirect",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    trust_checkpoint: TrustCheckpoint = False,
+    custom_objects: CustomObjects = None,
 ) -> None:
     """Check that the flatbuffer computes what the checkpoint computes; exit 1 if not."""
     from bnnconvert.errors import CheckFailed
     from bnnconvert.validate import render_layers
     from bnnconvert.validate import validate as run_validate
 
+    warn_if_trusted(trust_checkpoint)
     with output.progress("Validating") as step:
         result = run_validate(
             ckpt,
@@ -43,6 +47,8 @@ def validate(
             samples=samples,
             layers=layers,
             kernel=kernel,
+            trust_checkpoint=trust_checkpoint,
+            custom_objects=custom_objects,
             progress=lambda done, total: step(f"LCE interpreter: {done}/{total} samples"),
         )
     if as_json:
