@@ -13,10 +13,13 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
-from bnnconvert.errors import EnvironmentProblem
+from bnnconvert import tflite_errors
+from bnnconvert.errors import EnvironmentProblem, FlatbufferProblem
 
 _verbose = False
 
@@ -139,18 +142,82 @@ def lce_interpreter(
     use_reference_bconv: bool = False,
     use_indirect_bgemm: bool = False,
     use_xnnpack: bool = False,
-) -> object:
-    """Build LCE's Python interpreter for ``flatbuffer`` (x86_64 wheel)."""
+) -> CheckedInterpreter:
+    """Build LCE's Python interpreter for ``flatbuffer`` (x86_64 wheel).
+
+    Raises:
+        FlatbufferProblem: the runtime cannot load the model (an unresolved custom
+            op, an op version it does not know ...), with the cause TFLite printed.
+    """
     tensorflow()  # LCE's package imports TensorFlow: make sure it gets Keras 2
     with quiet_native():
         from larq_compute_engine.tflite.python.interpreter import (
             Interpreter,
         )
 
-    return Interpreter(
-        flatbuffer,
-        num_threads=num_threads,
-        use_reference_bconv=use_reference_bconv,
-        use_indirect_bgemm=use_indirect_bgemm,
-        use_xnnpack=use_xnnpack,
-    )
+    native = _NativeOutput()
+    try:
+        with capture_native_stderr(native):
+            interpreter = Interpreter(
+                flatbuffer,
+                num_threads=num_threads,
+                use_reference_bconv=use_reference_bconv,
+                use_indirect_bgemm=use_indirect_bgemm,
+                use_xnnpack=use_xnnpack,
+            )
+    except RuntimeError as e:
+        # The cause is on the ERROR: lines TFLite printed; the exception only says
+        # "the following was false: interpreter_->AllocateTensors() == kTfLiteOk".
+        detail = tflite_errors.explain(f"{native.text}\n{e}", binary=False)
+        raise FlatbufferProblem(f"LCE's interpreter cannot load the model: {detail}") from e
+    return CheckedInterpreter(interpreter)
+
+
+class CheckedInterpreter:
+    """LCE's interpreter whose ``predict`` fails with one line, not a ``RuntimeError``.
+
+    Every other attribute (``input_types``, ``input_shapes`` ...) is LCE's own.
+    """
+
+    def __init__(self, interpreter: Any) -> None:
+        self._interpreter = interpreter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._interpreter, name)
+
+    def predict(self, x: Any, verbose: int = 0) -> Any:
+        """LCE's ``predict``; raises :class:`FlatbufferProblem` when the runtime refuses."""
+        try:
+            return self._interpreter.predict(x, verbose=verbose)
+        except RuntimeError as e:
+            message = str(e).strip()
+            detail = tflite_errors.cause(message, binary=False) or message
+            raise FlatbufferProblem(f"LCE's interpreter failed to run the model: {detail}") from e
+
+
+class _NativeOutput:
+    """What native code wrote to file descriptor 2 (filled when the capture ends)."""
+
+    text = ""
+
+
+@contextlib.contextmanager
+def capture_native_stderr(into: _NativeOutput, limit: int = 1 << 16) -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file; its first ``limit`` bytes go to ``into``.
+
+    TFLite reports why a model cannot be loaded on stderr from C++, before the
+    Python exception; capturing it lets the error line name the cause (and
+    keeps raw strings from the model off the terminal).
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            into.text = captured.read(limit).decode("utf-8", errors="replace")

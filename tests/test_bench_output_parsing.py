@@ -8,6 +8,7 @@ import pytest
 
 from bnnconvert.bench.benchmark_output import parse_benchmark_output
 from bnnconvert.errors import DeviceProblem
+from bnnconvert.tflite_errors import cause, explain
 
 DATA = Path(__file__).parent / "data" / "bench"
 
@@ -99,3 +100,61 @@ def test_cut_off_output_is_a_device_problem_naming_the_last_line():
         DeviceProblem, match=r"printed no 'Inference timings in us' line.*count=552"
     ):
         parse_benchmark_output(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "benchmark_model_failed_unresolved_lce_op.txt",
+            "the binary does not know LCE's op LceQuantize: it is not an LCE build of "
+            "benchmark_model; use lce_benchmark_model from an LCE release; it printed: "
+            "Encountered unresolved custom op: LceQuantize. / "
+            "Node number 1 (LceQuantize) failed to prepare.",
+        ),
+        (
+            "benchmark_model_failed_op_version.txt",
+            "the binary's TFLite is older than the model (it has no FULLY_CONNECTED version 11); "
+            "use an lce_benchmark_model from the same LCE release as the converter; it printed: "
+            "Didn't find op for builtin opcode 'FULLY_CONNECTED' version '11'. An older version "
+            "of this builtin might be supported. Are you using an old TFLite binary with a newer "
+            "model? / Registration failed.",
+        ),
+        (
+            "benchmark_model_failed_xnnpack_delegate.txt",
+            "the XNNPACK delegate could not take this model; benchmark it without that "
+            "delegate; it printed: Failed to apply XNNPACK delegate.",
+        ),
+        (
+            "lce_benchmark_model_failed_glibc.txt",
+            "the binary needs GLIBC_2.34, which the device's C/C++ library lacks: it was built "
+            "for a newer OS; use a build made for the device's OS (or a static one); it printed: "
+            "/tmp/bnnconvert-bench-q8m2/lce_benchmark_model: /lib/aarch64-linux-gnu/libc.so.6: "
+            "version `GLIBC_2.34' not found (required by /tmp/bnnconvert-bench-q8m2/"
+            "lce_benchmark_model) / /tmp/bnnconvert-bench-q8m2/lce_benchmark_model: "
+            "/lib/aarch64-linux-gnu/libc.so.6: version `GLIBC_2.32' not found (require...",
+        ),
+    ],
+    ids=["unresolved-lce-op", "op-version", "xnnpack-delegate", "glibc"],
+)
+def test_failed_run_names_the_cause_and_quotes_the_first_errors(name, message):
+    text = read(name)
+    assert explain(text, binary=True) == message
+    with pytest.raises(DeviceProblem) as info:
+        parse_benchmark_output(text)
+    assert str(info.value) == (
+        f"benchmark_model printed no 'Inference timings in us' line: {message}"
+    )
+
+
+def test_unknown_failure_quotes_error_lines_without_guessing():
+    text = "STARTING!\nERROR: tensor 3 has bad shape\nERROR: Invoke failed\nBenchmarking failed.\n"
+    assert explain(text, binary=True) == "tensor 3 has bad shape / Invoke failed"
+    assert explain("Segmentation fault\n", binary=True) == "Segmentation fault"
+
+
+def test_logcat_copies_are_understood():
+    text = (
+        "05-31 10:38:42.585 22206 22206 E tflite  : Encountered unresolved custom op: LceBconv2d.\n"
+    )
+    assert cause(text, binary=True).startswith("the binary does not know LCE's op LceBconv2d")

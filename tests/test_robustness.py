@@ -9,6 +9,7 @@ the interpreter test.
 
 from __future__ import annotations
 
+import importlib
 import os
 import struct
 import subprocess
@@ -148,7 +149,8 @@ def test_huge_declared_input_is_refused(huge_input_model, tmp_path, capsys, comm
     finally:
         tracemalloc.stop()
     assert peak < 64 << 20
-    assert one_error_line(capsys) == HUGE_INPUT
+    named = f"{huge_input_model}: " if command == "bench" else ""
+    assert one_error_line(capsys) == named + HUGE_INPUT
 
 
 def test_huge_intermediate_tensor_is_refused():
@@ -307,3 +309,81 @@ def test_error_lines_make_controls_newlines_and_markup_visible(capsys):
     )
     output.note("kept\nnewline\tand tab \x9b")
     assert capsys.readouterr().err == "kept\nnewline and tab \\x9b\n"  # rich expands tabs
+
+
+# --- no tracebacks: the interpreter's RuntimeErrors become one line -------------------
+
+UNRESOLVED_FOO = (
+    "the model uses custom op Foo, which LCE's interpreter does not provide; bnnconvert "
+    "models need only TFLite builtins and LCE ops"
+)
+
+
+def test_interpreter_load_failures_name_the_cause():
+    from bnnconvert import _tf
+
+    with pytest.raises(FlatbufferProblem) as info:
+        _tf.lce_interpreter(relu_model(opcode="Foo"))
+    assert str(info.value) == (
+        f"LCE's interpreter cannot load the model: {UNRESOLVED_FOO}; it printed: "
+        "Encountered unresolved custom op: Foo. / Node number 0 (Foo) failed to prepare."
+    )
+    graph = ir.read(relu_model())
+    graph.subgraphs[0].operators[0].version = 99
+    with pytest.raises(FlatbufferProblem) as info:
+        _tf.lce_interpreter(ir.write(graph))
+    assert str(info.value) == (
+        "LCE's interpreter cannot load the model: LCE's interpreter is older than the model "
+        "(it has no RELU version 99); install the larq-compute-engine version that converted "
+        "the model; it printed: Didn't find op for builtin opcode 'RELU' version '99'. An older "
+        "version of this builtin might be supported. Are you using an old TFLite binary with "
+        "a newer model? / Registration failed."
+    )
+
+
+def test_interpreter_predict_failure_is_one_line():
+    from bnnconvert import _tf
+
+    interpreter = _tf.lce_interpreter(relu_model())
+    assert interpreter.input_shapes == [(1, 4)]  # LCE's own attributes pass through
+    with pytest.raises(FlatbufferProblem) as info:
+        interpreter.predict(np.zeros((1, 4), np.int32))
+    assert str(info.value) == (
+        "LCE's interpreter failed to run the model: input 'in' must be FLOAT32, but INT32 was given"
+    )
+
+
+def test_bench_on_an_unresolved_custom_op_is_one_line(tmp_path, capsys):
+    model = tmp_path / "foo.tflite"
+    model.write_bytes(relu_model(opcode="Foo"))
+    assert run(["bench", str(model), "--runs", "1", "--no-autotune"]) == 2
+    assert one_error_line(capsys) == (
+        f"the runner failed on local (exit 1): {UNRESOLVED_FOO}; it printed: "
+        "Encountered unresolved custom op: Foo. / Node number 0 (Foo) failed to prepare."
+    )
+
+
+def test_memory_error_is_one_line_exit_2(monkeypatch, capsys):
+    def exhausted(model):
+        raise MemoryError
+
+    monkeypatch.setattr(importlib.import_module("bnnconvert.inspect"), "inspect_model", exhausted)
+    assert run(["inspect", "model.tflite"]) == 2
+    assert one_error_line(capsys) == (
+        "ran out of memory; use a smaller model or input, fewer --samples, "
+        "or a machine with more memory"
+    )
+
+
+def test_a_bug_is_one_line_exit_1_and_a_traceback_with_debug(monkeypatch, capsys):
+    def broken(model):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(importlib.import_module("bnnconvert.inspect"), "inspect_model", broken)
+    assert run(["inspect", "model.tflite"]) == 1
+    assert one_error_line(capsys) == (
+        "internal error (TypeError: unsupported operand); this is a bug in bnnconvert: "
+        "rerun with --debug and report the traceback"
+    )
+    with pytest.raises(TypeError, match="unsupported operand"):
+        run(["inspect", "model.tflite", "--debug"])

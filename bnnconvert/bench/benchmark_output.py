@@ -17,7 +17,7 @@ The tool has printed three generations of output, all handled here:
 
 Large values come in C++ stream notation (``2.95034e+06``). Lines that match
 nothing are ignored: the tool also prints its flags, delegate notes and
-warnings.
+warnings. A failed run is described by :func:`bnnconvert.tflite_errors.explain`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bnnconvert.errors import DeviceProblem
+from bnnconvert.tflite_errors import explain
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _PREFIX = re.compile(r"^\s*(?:INFO:\s*|.*?\bI tflite\s*:\s*)?")
@@ -174,7 +175,9 @@ def parse_benchmark_output(text: str) -> BenchmarkModelOutput:
 
     Raises:
         DeviceProblem: the output has no "Inference timings in us" line (the
-            tool failed or was cut off); the message quotes its last line.
+            tool failed or was cut off); the message names the cause when it is
+            a known one (:func:`bnnconvert.tflite_errors.explain`) and quotes the
+            first ``ERROR:`` lines, or the last line.
     """
     lines = [_strip(line) for line in text.splitlines()]
     summary = None
@@ -194,10 +197,9 @@ def parse_benchmark_output(text: str) -> BenchmarkModelOutput:
         elif m := _MEM_MONITOR.search(line):
             out_fields["memory_peak_monitored_mb"] = float(m[1])
     if summary is None:
-        last = next((line for line in reversed(lines) if line), "<no output>")
         raise DeviceProblem(
-            "benchmark_model printed no 'Inference timings in us' line "
-            f"(last line: {last[:200]!r}); check the model and the binary's flags"
+            f"benchmark_model printed no 'Inference timings in us' line: "
+            f"{explain(text, binary=True)}"
         )
     out = BenchmarkModelOutput(
         init_us=float(summary["init"]),

@@ -27,7 +27,7 @@ from bnnconvert.bench.result import (
 )
 from bnnconvert.devices import AdbDevice, LocalDevice, SshDevice, open_device
 from bnnconvert.devices import runner as runner_module
-from bnnconvert.devices.base import DeviceLost
+from bnnconvert.devices.base import CommandOutput, DeviceLost
 from bnnconvert.errors import (
     BnnConvertError,
     DeviceProblem,
@@ -35,6 +35,7 @@ from bnnconvert.errors import (
     OutputProblem,
     UsageProblem,
 )
+from bnnconvert.tflite_errors import cause, explain
 
 Progress = Callable[[str], None]
 
@@ -515,8 +516,16 @@ def _run_python_runner(
     error = next((e["message"] for e in events if e["event"] == "error"), None)
     if error or out.returncode != 0:
         raise DeviceProblem(
-            f"the runner failed on {dev.name}: {error or out.last_line()} (exit {out.returncode})"
+            f"the runner failed on {dev.name} (exit {out.returncode}): "
+            f"{_runner_failure(error, out)}"
         )
+
+
+def _runner_failure(error: str | None, out: CommandOutput) -> str:
+    """Why the runner failed: the cause LCE's interpreter printed, else its error event."""
+    if error and not cause(out.output, binary=False):
+        return error.strip()
+    return explain(out.output, binary=False)
 
 
 def _run_benchmark_binary(
@@ -553,7 +562,8 @@ def _run_benchmark_binary(
             out = dev.run(argv)
             if out.returncode != 0:
                 raise DeviceProblem(
-                    f"{BINARY_NAME} failed on {dev.name} (exit {out.returncode}): {out.last_line()}"
+                    f"{BINARY_NAME} failed on {dev.name} (exit {out.returncode}): "
+                    f"{explain(out.output, binary=True)}"
                 )
             parsed = parse_benchmark_output(out.output)
             m.tool_runs.append(parsed)

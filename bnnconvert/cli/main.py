@@ -125,6 +125,22 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         error(str(e))
         code = e.exit_code
+    except MemoryError:
+        if debug or os.environ.get("BNNCONVERT_DEBUG"):
+            traceback.print_exc()
+        error(
+            "ran out of memory; use a smaller model or input, fewer --samples, "
+            "or a machine with more memory"
+        )
+        code = 2
+    except Exception as e:  # a bug: said so in one line; the traceback with --debug
+        if debug or os.environ.get("BNNCONVERT_DEBUG"):
+            raise
+        error(
+            f"internal error ({type(e).__name__}: {e}); this is a bug in bnnconvert: "
+            "rerun with --debug and report the traceback"
+        )
+        code = 1
     if argv is None:
         sys.exit(code)
     return code

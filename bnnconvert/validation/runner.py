@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bnnconvert import _tf, io_quant, ir
+from bnnconvert import _tf, io_quant, ir, tflite_errors
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
 
 KERNELS = {
@@ -157,11 +157,12 @@ class InterpreterRun:
         parts = []
         for proc, part in self.procs:
             assert proc.stderr is not None
-            errors = proc.stderr.read().decode(errors="replace").strip().splitlines()
-            if proc.wait() != 0:
+            printed = proc.stderr.read().decode(errors="replace")
+            if proc.wait() != 0:  # the cause from TFLite's ERROR: lines, else the last line
+                detail = tflite_errors.explain(printed, binary=False) if printed.strip() else ""
                 raise FlatbufferProblem(
                     "LCE's interpreter failed on the model in a worker process: "
-                    f"{errors[-1] if errors else f'exit code {proc.returncode}'}"
+                    f"{detail or f'exit code {proc.returncode}'}"
                 )
             with np.load(part.with_suffix(".out.npz")) as saved:
                 parts.append([saved[f"out{i}"] for i in range(len(saved.files))])
