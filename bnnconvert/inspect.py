@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bnnconvert import ir, macs, metadata, tflite_metadata
-from bnnconvert.errors import FlatbufferProblem
+from bnnconvert.errors import FlatbufferProblem, UsageProblem
 
 _ENUM_OPTIONS = {"padding": ir.PADDING, "fused_activation_function": ir.ACTIVATIONS}
 BINARY_WEIGHTS = "binary (bitpacked)"
@@ -121,6 +121,12 @@ class InspectResult:
     subgraphs: int = 1
     model_info: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (
+            f"<InspectResult {self.source}: {len(self.ops)} ops, {self.size_bytes / 1024:.1f} KiB, "
+            f"{self.binary_mac_share:.1%} of MACs binary>"
+        )
 
     @property
     def binary_macs(self) -> int:
@@ -362,6 +368,8 @@ def _metadata(model: ir.Model, data: bytes) -> tuple[dict[str, Any], dict[str, s
         except FlatbufferProblem as e:
             entries[name] = {"undecoded_bytes": len(raw)}
             notes.append(str(e))
+        except UsageProblem as e:  # preprocessing this version cannot describe
+            notes.append(f"the {name!r} metadata entry: {e}")
         # A JSON entry of the wrong shape (missing keys, wrong types) from another tool.
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             notes.append(

@@ -104,44 +104,74 @@ def build_metadata(
         raise UsageProblem(
             f"Expected a model with one input and at least one output, got "
             f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
-            "metadata describes single-image classifiers"
+            "metadata describes single-input models"
         )
     input_info = _input_info(graph, graph.inputs[0])
     if preprocessing is not None:
         _check_image_input(input_info, preprocessing)
-    output_index = graph.outputs[0]
-    output = graph.tensors[output_index]
-    classes = int(output.shape[-1]) if output.shape else 1
+    names = _output_names(model)
+    outputs = [_output_info(graph, k, t, names.get(t)) for k, t in enumerate(graph.outputs)]
+    classifier = next((o for o in outputs if o["kind"] == "classifier"), None)
     if labels is not None:
         labels = list(labels)
-        if len(labels) != classes:
+        if classifier is None:
             raise UsageProblem(
-                f"Expected {classes} labels (the model's output {output.name!r} has {classes} "
-                f"classes), got {len(labels)}; give one label per class, in class-index order"
+                f"Expected a classifier output of shape (1, N) for --labels, got "
+                f"{', '.join(_shape_text(o) for o in outputs)}; leave out --labels"
             )
-    producer = ir.producer(graph, output_index)
-    scores = (
-        "probabilities"
-        if producer is not None and graph.operators[producer].opcode == "SOFTMAX"
-        else "logits"
-    )
+        if len(labels) != classifier["classes"]:
+            raise UsageProblem(
+                f"Expected {classifier['classes']} labels (the model's output "
+                f"{classifier['name']!r} has {classifier['classes']} classes), got {len(labels)};"
+                " give one label per class, in class-index order"
+            )
     return {
         "schema_version": SCHEMA_VERSION,
         "model": {"name": name, "version": version, "description": description, "author": author},
         "producer": {"name": "bnnconvert", "version": __version__, "target": target},
         "input": input_info,
         "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
-        "output": {
-            "index": 0,
-            "tensor": output.name,
-            "shape": list(output.shape),
-            "dtype": output.dtype,
-            "quantization": _quantization(output),
-            "classes": classes,
-            "scores": scores,
-        },
+        "output": classifier or outputs[0],
+        "outputs": outputs,
         "labels": labels,
     }
+
+
+def _output_names(model: ir.Model) -> dict[int, str]:
+    """Subgraph 0's output tensors -> their names in the model's signature, if it has one."""
+    for signature in model.signature_defs:
+        if signature.subgraph_index == 0:
+            return {t: key for key, t in signature.outputs.items()}
+    return {}
+
+
+def _output_info(graph: ir.Subgraph, k: int, tensor_index: int, name: str | None) -> dict[str, Any]:
+    """Output ``k``: a classifier (rank 2, ``(1, N)``) with classes and scores, else a tensor."""
+    tensor = graph.tensors[tensor_index]
+    info: dict[str, Any] = {
+        "index": k,
+        "name": name or tensor.name,
+        "tensor": tensor.name,
+        "shape": list(tensor.shape),
+        "dtype": tensor.dtype,
+        "quantization": _quantization(tensor),
+    }
+    if len(tensor.shape) == 2 and tensor.shape[0] in (1, -1) and tensor.shape[1] > 0:
+        producer = ir.producer(graph, tensor_index)
+        softmax = producer is not None and graph.operators[producer].opcode == "SOFTMAX"
+        info.update(
+            kind="classifier",
+            classes=int(tensor.shape[1]),
+            scores="probabilities" if softmax else "logits",
+        )
+    else:
+        info["kind"] = "tensor"
+    return info
+
+
+def _shape_text(output: dict[str, Any]) -> str:
+    shape = "x".join(str(d) for d in output["shape"]) or "scalar"
+    return f"{output['name']!r} {shape} {output['dtype']}"
 
 
 def _input_info(graph: ir.Subgraph, tensor_index: int) -> dict[str, Any]:
@@ -202,22 +232,38 @@ def standard_metadata(metadata: dict[str, Any]) -> tflite_metadata.ModelInfo:
             stats_min=list(low),
             stats_max=list(high),
         )
-    output = metadata["output"]
-    probabilities = output["scores"] == "probabilities"
-    scores = tflite_metadata.TensorInfo(
-        name="probability" if probabilities else "logits",
-        description=f"Scores of the {output['classes']} classes ({output['scores']}).",
-        stats_min=[0.0] if probabilities else None,
-        stats_max=[1.0] if probabilities else None,
-        label_file=LABEL_FILE if metadata.get("labels") else None,
-    )
+    labelled = metadata["output"] if metadata.get("labels") else None
+    outputs = [
+        _standard_output(o, labelled) for o in metadata.get("outputs") or [metadata["output"]]
+    ]
     return tflite_metadata.ModelInfo(
         name=model["name"],
         description=model["description"],
         version=model["version"],
         author=model["author"],
         inputs=[image],
-        outputs=[scores],
+        outputs=outputs,
+    )
+
+
+def _standard_output(
+    output: dict[str, Any], labelled: dict[str, Any] | None
+) -> tflite_metadata.TensorInfo:
+    """A classifier's scores (with the label file when ``labelled`` is it), or a plain tensor."""
+    if output.get("kind", "classifier") != "classifier":
+        shape = "x".join(str(d) for d in output["shape"])
+        return tflite_metadata.TensorInfo(
+            name=output.get("name", output["tensor"]),
+            description=f"Output tensor {shape} {output['dtype']}.",
+        )
+    probabilities = output["scores"] == "probabilities"
+    is_labelled = labelled is not None and labelled["index"] == output["index"]
+    return tflite_metadata.TensorInfo(
+        name="probability" if probabilities else "logits",
+        description=f"Scores of the {output['classes']} classes ({output['scores']}).",
+        stats_min=[0.0] if probabilities else None,
+        stats_max=[1.0] if probabilities else None,
+        label_file=LABEL_FILE if is_labelled else None,
     )
 
 
@@ -306,32 +352,27 @@ def summary(metadata: dict[str, Any]) -> dict[str, str]:
         >>> summary(read_metadata(model_bytes))["input"]  # doctest: +SKIP
         '32x32x1 float32 NHWC'
     """
-    model, producer, inp, out = (
-        metadata["model"],
-        metadata["producer"],
-        metadata["input"],
-        metadata["output"],
+    model, producer, inp = metadata["model"], metadata["producer"], metadata["input"]
+    shape = (
+        f"{inp['height']}x{inp['width']}x{inp['channels']} {inp['dtype']} {inp['layout']}"
+        if "layout" in inp
+        else f"{'x'.join(str(d) for d in inp['shape'])} {inp['dtype']}"
     )
     rows = {
         "model": f"{model['name']} v{model['version']}",
         "producer": f"bnnconvert {producer['version']}, target {producer['target']}",
-        "input": (
-            f"{inp['height']}x{inp['width']}x{inp['channels']} {inp['dtype']} {inp['layout']}"
-            if "layout" in inp
-            else f"{inp['shape']} {inp['dtype']}"
-        ),
-        "output": f"{out['classes']} {out['scores']}",
+        "input": shape + _quantization_text(inp),
     }
+    outputs = metadata.get("outputs") or [metadata["output"]]
+    for output in outputs:
+        key = "output" if len(outputs) == 1 else f"output {output.get('name', output['index'])}"
+        rows[key] = describe_output(output)
     pre = metadata.get("preprocessing")
     if pre is None:
         rows["preprocessing"] = "none (the Android demo needs it: export with --preprocessing)"
     else:
-        mean = ",".join(f"{v:g}" for v in pre["mean"])
-        std = ",".join(f"{v:g}" for v in pre["std"])
-        rows["preprocessing"] = (
-            f"{pre['color']}, {pre['fit']} keeping {pre['crop_fraction']:g}, {pre['resample']}, "
-            f"(x/{pre['scale']:g} - [{mean}]) / [{std}]"
-        )
+        spec = PreprocessingSpec.from_dict(pre)
+        rows["preprocessing"] = spec.describe(inp.get("height"), inp.get("width"))
     labels = metadata.get("labels")
     if labels:
         shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
@@ -341,6 +382,24 @@ def summary(metadata: dict[str, Any]) -> dict[str, str]:
     if model.get("description"):
         rows["description"] = model["description"]
     return rows
+
+
+def describe_output(output: dict[str, Any]) -> str:
+    """``10 classes (logits)`` for a classifier, ``tensor 1x3x3x32 float32`` otherwise.
+
+    Metadata written before outputs had a ``kind`` describes a classifier.
+    """
+    quant = _quantization_text(output)
+    if output.get("kind", "classifier") == "classifier":
+        return f"{output['classes']} classes ({output['scores']}){quant}"
+    return f"tensor {'x'.join(str(d) for d in output['shape'])} {output['dtype']}{quant}"
+
+
+def _quantization_text(tensor: dict[str, Any]) -> str:
+    quant = tensor.get("quantization")
+    if not quant:
+        return ""
+    return f", scale {quant['scale']:.6g}, zero point {quant['zero_point']}"
 
 
 def read_tflite_metadata(model: ir.Model | bytes) -> dict[str, Any] | None:

@@ -125,6 +125,44 @@ class PreprocessingSpec:
             tuple(max(a, b) for a, b in zip(lo, hi, strict=True)),
         )
 
+    def describe(self, height: int | None = None, width: int | None = None) -> str:
+        """The steps in words, for people (``inspect``, the metadata summary).
+
+        Arguments:
+            height, width: the model input's spatial size, when known.
+
+        Example:
+            >>> PRESETS["digits"].describe(8, 8)
+            'grayscale; whole photo stretched to 8×8, bilinear; (pixel/255 − 1)/−1, values 0..1'
+            >>> PRESETS["imagenet"].describe(224, 224).split("; ")[1]
+            'centre crop of 87.5% (resize 256 → crop 224), resized to 224×224, bilinear'
+        """
+        color = {
+            "rgb": "RGB",
+            "bgr": "BGR (channels reversed)",
+            "gray": "grayscale",
+        }[self.color]
+        size = f"{height}×{width}" if height and width else "the input size"
+        f = self.crop_fraction
+        if self.fit == "stretch":
+            region = "whole photo" if f == 1 else f"centre {f:.1%} of the photo"
+            region += f" stretched to {size}"
+        else:
+            region = "centre crop to the input's aspect ratio"
+            if f != 1:
+                region = f"centre crop of {f:.1%}"
+                region += f" (resize 256 → crop {256 * f:g})" if (256 * f).is_integer() else ""
+            region += f", resized to {size}"
+        mean, std = self.per_channel()
+        x = "pixel" if self.scale == 1 else f"pixel/{self.scale:g}"
+        if any(m != 0 for m in mean):
+            x = f"{x} − {_listed(mean)}"
+        if any(s != 1 for s in std):
+            x = f"({x})/{_listed(std)}" if " " in x else f"{x}/{_listed(std)}"
+        low, high = self.value_range()
+        values = f"values {_listed((min(low) + 0.0,))}..{_listed((max(high) + 0.0,))}"
+        return f"{color}; {region}, bilinear; {x}, {values}"
+
     def to_dict(self) -> dict:
         """The JSON form stored in the model's ``bnnconvert`` metadata."""
         mean, std = self.per_channel()
@@ -465,3 +503,9 @@ def load_image(path: Path | str, height: int, width: int) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
         # Pillow's decoders raise all of these on malformed files.
         raise UsageProblem(f"{path}: not a readable image ({e}); replace or remove it") from e
+
+
+def _listed(values: tuple[float, ...]) -> str:
+    """``0.5`` when the channels share a value, else ``(0.485, 0.456, 0.406)``; minus as −."""
+    shown = [f"{v:.4g}".replace("-", "−") for v in values]
+    return shown[0] if len(set(shown)) == 1 else f"({', '.join(shown)})"

@@ -41,13 +41,16 @@ def test_round_trip_through_a_converted_model(tiny_bnn_tflite, embedded):
         "tensor": None,
         "shape": [1, 32, 32, 3],
         "dtype": "float32",
+        "quantization": None,
         "layout": "NHWC",
         "height": 32,
         "width": 32,
         "channels": 3,
     }
     assert found["output"]["classes"] == 10
+    assert found["output"]["kind"] == "classifier"
     assert found["output"]["scores"] == "probabilities"  # the model ends in softmax
+    assert found["outputs"] == [found["output"]]
     assert found["preprocessing"]["color"] == "bgr"
     assert found["producer"]["target"] == "arm64"
     # The JSON entry is plain UTF-8 JSON, as documented.
@@ -104,8 +107,9 @@ def test_a_model_without_metadata(tiny_bnn_tflite):
 def test_wrong_label_count(tiny_bnn_tflite):
     with pytest.raises(UsageProblem) as info:
         metadata.embed_metadata(tiny_bnn_tflite, name="t", target="arm64", labels=["a", "b"])
+    (name,) = ir.read(tiny_bnn_tflite).signature_defs[0].outputs  # Keras's output layer name
     assert str(info.value) == (
-        "Expected 10 labels (the model's output 'StatefulPartitionedCall:0' has 10 classes), "
+        f"Expected 10 labels (the model's output {name!r} has 10 classes), "
         "got 2; give one label per class, in class-index order"
     )
 
@@ -134,6 +138,7 @@ def test_preprocessing_that_does_not_fit_the_input(tiny_bnn_tflite):
             "Expected a UTF-8 label file, got undecodable bytes at offset 4 of {path}",
         ),
     ],
+    ids=["blank-lines-at-end", "bom-and-spaces", "empty", "blank-only", "blank-line-2", "not-utf8"],
 )
 def test_label_files(tmp_path, content, message):
     path = tmp_path / "labels.txt"
@@ -191,9 +196,10 @@ def test_summary_for_inspect(embedded, tiny_bnn_tflite):
         "model": "tiny v3",
         "producer": f"bnnconvert {__version__}, target arm64",
         "input": "32x32x3 float32 NHWC",
-        "output": "10 probabilities",
-        "preprocessing": "bgr, crop keeping 0.875, triangle, "
-        "(x/255 - [0.406,0.456,0.485]) / [0.225,0.224,0.229]",
+        "output": "10 classes (probabilities)",
+        "preprocessing": "BGR (channels reversed); centre crop of 87.5% (resize 256 → crop 224), "
+        "resized to 32×32, bilinear; (pixel/255 − (0.406, 0.456, 0.485))/(0.225, 0.224, 0.229), "
+        "values −2.118..2.64",
         "labels": "10: class 0, class 1, class 2, class 3, class 4, ...",
         "description": "a test model",
     }
@@ -201,3 +207,76 @@ def test_summary_for_inspect(embedded, tiny_bnn_tflite):
     rows = metadata.summary(metadata.read_metadata(bare))
     assert rows["labels"] == "none"
     assert rows["preprocessing"].startswith("none")
+
+
+@pytest.fixture(scope="module")
+def three_outputs() -> bytes:
+    """A 16x16x1 input with three outputs: a 3x3x32 feature map, a 16x16x1 image, 10 logits."""
+    keras = _tf.keras()
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((16, 16, 1))
+    features = keras.layers.Conv2D(32, 3, strides=5, name="features")(inp)
+    image = keras.layers.Conv2D(1, 3, padding="same", name="image")(inp)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    logits = keras.layers.Dense(10, name="logits")(pooled)
+    model = keras.Model(inp, [features, image, logits])
+    return _tf.lce().convert_keras_model(model)
+
+
+def test_each_output_is_described_by_its_name(three_outputs):
+    found = metadata.read_metadata(
+        metadata.embed_metadata(three_outputs, name="m", target="arm64", labels=list("abcdefghij"))
+    )
+    by_name = {o["name"]: o for o in found["outputs"]}
+    assert set(by_name) == {"features", "image", "logits"}
+    assert [o["index"] for o in found["outputs"]] == [0, 1, 2]
+    assert by_name["features"] | {"index": 0, "tensor": ""} == {
+        "index": 0, "name": "features", "tensor": "", "shape": [1, 3, 3, 32],
+        "dtype": "float32", "quantization": None, "kind": "tensor",
+    }  # fmt: skip
+    assert by_name["image"]["kind"] == "tensor" and by_name["image"]["shape"] == [1, 16, 16, 1]
+    assert "classes" not in by_name["image"] and "scores" not in by_name["image"]
+    assert by_name["logits"] | {"index": 0, "tensor": ""} == {
+        "index": 0, "name": "logits", "tensor": "", "shape": [1, 10], "dtype": "float32",
+        "quantization": None, "kind": "classifier", "classes": 10, "scores": "logits",
+    }  # fmt: skip
+    assert found["output"] == by_name["logits"]  # the classifier the labels belong to
+    rows = metadata.summary(found)
+    assert rows["output features"] == "tensor 1x3x3x32 float32"
+    assert rows["output image"] == "tensor 1x16x16x1 float32"
+    assert rows["output logits"] == "10 classes (logits)"
+    # The standard metadata lists the outputs in graph order; only the classifier has labels.
+    standard = metadata.standard_metadata(found)
+    assert [t.name for t in standard.outputs] == [
+        "logits" if o["kind"] == "classifier" else o["name"] for o in found["outputs"]
+    ]
+    assert [t.label_file for t in standard.outputs if t.label_file] == ["labels.txt"]
+
+
+def test_labels_need_a_classifier_output(three_outputs):
+    model = ir.read(three_outputs)
+    graph = model.subgraphs[0]
+    logits = next(t for t in graph.outputs if len(graph.tensors[t].shape) == 2)
+    graph.outputs.remove(logits)
+    model.signature_defs = []
+    data = ir.write(model)
+    found = metadata.read_metadata(metadata.embed_metadata(data, name="m", target="arm64"))
+    assert found["output"]["kind"] == "tensor" and found["output"]["index"] == 0
+    assert "classes" not in found["output"]
+    with pytest.raises(UsageProblem) as info:
+        metadata.embed_metadata(data, name="m", target="arm64", labels=["a"])
+    names = [repr(graph.tensors[t].name) for t in graph.outputs]
+    shapes = ["x".join(map(str, graph.tensors[t].shape)) for t in graph.outputs]
+    assert sorted(shapes) == ["1x16x16x1", "1x3x3x32"]
+    assert str(info.value) == (
+        "Expected a classifier output of shape (1, N) for --labels, got "
+        + ", ".join(f"{n} {s} float32" for n, s in zip(names, shapes, strict=True))
+        + "; leave out --labels"
+    )
+
+
+def test_metadata_from_before_output_kinds_reads_as_a_classifier(embedded):
+    found = metadata.read_metadata(embedded)
+    del found["outputs"], found["output"]["kind"]
+    assert metadata.summary(found)["output"] == "10 classes (probabilities)"
+    assert [t.name for t in metadata.standard_metadata(found).outputs] == ["probability"]

@@ -75,6 +75,14 @@ public final class ModelMetadata {
         }
 
         Map<String, Object> output = object(root, "output");
+        Object kind = output.get("kind");
+        if (kind != null && !"classifier".equals(kind)) {
+            Object outputName =
+                    output.containsKey("name") ? output.get("name") : output.get("tensor");
+            throw new MetadataException(
+                    "Expected a classifier output, got the " + kind + " output '" + outputName
+                            + "'; this app shows the classes of image classifiers only.");
+        }
         classes = integer(output, "classes");
         scores = string(output, "scores");
         outputQuantization = TensorQuantization.fromMetadata(output, "output");

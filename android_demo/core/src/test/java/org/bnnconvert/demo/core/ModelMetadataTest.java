@@ -82,6 +82,9 @@ public class ModelMetadataTest {
         assertRejected("[]", "'metadata' in the model's bnnconvert metadata to be an object");
         assertRejected(sample().replace("\"schema_version\": 1", "\"schema_version\": 2"), "Update the app");
         assertRejected(sample().replace("\"classes\": 3", "\"classes\": 4"), "3 labels for 4 classes");
+        assertRejected(
+                sample().replace("\"classes\": 3,", "\"kind\": \"tensor\","),
+                "Expected a classifier output, got the tensor output 'out'");
         assertRejected(sample().replace("\"triangle\"", "\"lanczos\""), "resampling 'lanczos'");
         assertRejected(sample().replace("\"bgr\"", "\"gray\""), "'preprocessing.mean/std'");
         assertRejected(sample().replace("\"layout\": \"NHWC\",", ""), "NHWC image input");
