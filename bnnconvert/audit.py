@@ -302,6 +302,14 @@ def _reasons_not_binary(
                 "use a QuantConv2D (grouped, with a multiple of 32 channels per group)",
             )
         )
+    elif cls == "QuantConv1D":
+        reasons.append(
+            (
+                "no-binary-op",
+                "LCE has no binary op for QuantConv1D: it runs as a float CONV_2D between reshapes",
+                "reshape to (1, length, channels) and use a QuantConv2D with kernel_size (1, k)",
+            )
+        )
     elif cls != "QuantConv2D":
         reasons.append(
             (
@@ -462,6 +470,17 @@ def _quantized_layer(
                     "none needed; binarizing raw pixels usually costs accuracy",
                 )
             ]
+    if entry.quantizers_lost and binary:
+        return entry, [
+            Diagnostic(
+                "quantizers-lost",
+                "info",
+                name,
+                f"{cls} lost its quantizers when it was saved, but LCE found the sign in the "
+                "SavedModel's graph: it became LceBconv2d",
+                "none needed; save with built-in Larq quantizers to keep the layer's config",
+            )
+        ]
     if not entry.marked_binary or binary:
         return entry, []
     found = _reasons_not_binary(layer, op_types, _input_signs_fused_upstream(lm, name)) or [

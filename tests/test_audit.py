@@ -348,3 +348,113 @@ def test_markdown_rendering_matches_the_snapshot() -> None:
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
         SNAPSHOT.write_text(markdown)
     assert markdown == SNAPSHOT.read_text()
+
+
+# --- truthfulness: fused signs, every Larq class, lost quantizers, own fake-quant ---------
+
+
+def test_transposed_conv_after_a_bconv_is_not_blamed_on_its_fused_sign() -> None:
+    """LCE computes its input sign in the bconv before (bitpacked output): that is supported."""
+    lq = _tf.larq()
+
+    def body(x):
+        y = _qconv("first_bconv", pad_values=1.0)(x)
+        return lq.layers.QuantConv2DTranspose(
+            16, 3, strides=2, padding="same", input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign", kernel_constraint="weight_clip", name="qc",
+        )(y)  # fmt: skip
+
+    result = _audit(body)
+    assert _errors(result) == {"no-binary-op": "LCE has no binary op for QuantConv2DTranspose"}
+    assert [q.name for q in result.stayed_float] == ["qc"]
+
+
+def test_every_larq_quantized_class_is_counted() -> None:
+    lq, keras = _tf.larq(), _tf.keras()
+    binary = {"input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"}
+
+    def body(x):
+        y = _qconv("conv2d")(x)
+        y = lq.layers.QuantDepthwiseConv2D(
+            3, padding="same", input_quantizer="ste_sign", depthwise_quantizer="ste_sign",
+            name="depthwise",
+        )(y)  # fmt: skip
+        y = lq.layers.QuantConv2DTranspose(32, 3, padding="same", name="transposed", **binary)(y)
+        y = keras.layers.Reshape((64, 32), name="as_sequence")(y)
+        y = lq.layers.QuantConv1D(32, 3, padding="same", name="conv1d", **binary)(y)
+        y = keras.layers.GlobalAveragePooling1D(name="gap")(y)
+        return lq.layers.QuantDense(10, name="dense", **binary)(y)
+
+    result = _audit(body)
+    assert result.by_class == {
+        "QuantConv2D": 1,
+        "QuantDepthwiseConv2D": 1,
+        "QuantConv2DTranspose": 1,
+        "QuantConv1D": 1,
+        "QuantDense": 1,
+    }
+    summary = result.to_dict()["summary"]
+    assert summary["quantized_by_class"] == result.by_class
+    assert summary["became_binary"] == 1  # LCE 0.16 keeps even QuantConv1D float
+    assert summary["stayed_float"] == ["depthwise", "transposed", "conv1d", "dense"]
+    assert "kernel_size (1, k)" in next(d.fix for d in result.diagnostics if d.layer == "conv1d")
+    assert "quantized layers: 5 (QuantConv2D 1, QuantDepthwiseConv2D 1" in render(result)
+
+
+def _saved_with_lost_quantizers(path: Path):
+    """A SavedModel whose quantizer is a user-written function: Keras revives it without."""
+    tf, keras, lq = _tf.tensorflow(), _tf.keras(), _tf.larq()
+
+    def user_sign(x):  # XNOR-Net's scaled sign, written as a plain function
+        return lq.quantizers.ste_sign(x) * tf.reduce_mean(tf.abs(x))
+
+    model = _build(
+        lambda x: _qconv("qb", input_quantizer=user_sign)(
+            keras.layers.BatchNormalization(name="bn")(_qconv("qa", input_quantizer=user_sign)(x))
+        ),
+        name="lost",
+    )
+    model.save(path, save_format="tf")
+    return keras.models.load_model(path, compile=False)
+
+
+def test_layers_whose_quantizers_were_lost_in_saving_are_counted_and_fail_strict(
+    tmp_path,
+) -> None:
+    from bnnconvert.export_report import strict_failure
+
+    revived = _saved_with_lost_quantizers(tmp_path / "saved")
+    assert not hasattr(revived.get_layer("qa"), "input_quantizer")
+    result = audit(revived, _tf.lce().convert_keras_model(revived))
+    assert [(q.name, q.class_name, q.quantizers_lost) for q in result.quantized] == [
+        ("qa", "QuantConv2D", True),
+        ("qb", "QuantConv2D", True),
+    ]
+    assert [q.name for q in result.stayed_float] == ["qa", "qb"]
+    assert result.to_dict()["summary"]["quantizers_lost"] == ["qa", "qb"]
+    message = _errors(result, "qa")["quantizers-lost"]
+    assert message.startswith("QuantConv2D lost its quantizers when it was saved")
+    assert "a user-written function, cannot be restored" in message
+    failure = strict_failure(result, tmp_path / "out")
+    assert failure is not None
+    assert "2 layer(s) marked binary did not become LceBconv2d: qa (quantizers-lost), qb" in str(
+        failure
+    )
+    assert "**no** (quantizers lost in saving)" in render(result)
+
+
+def test_own_fake_quant_nodes_are_audited_as_the_source_of_int8() -> None:
+    tf, keras = _tf.tensorflow(), _tf.keras()
+
+    def body(x):
+        y = tf.quantization.fake_quant_with_min_max_args(x, min=-3.0, max=3.0)
+        y = keras.layers.Conv2D(16, 3, padding="same", name="float_conv")(y)
+        return tf.quantization.fake_quant_with_min_max_args(y, min=-8.0, max=8.0)
+
+    model = _build(body, channels=3)
+    result = audit(model, _tf.lce().convert_keras_model(model))
+    notes = [d for d in result.diagnostics if d.code == "own-quantization"]
+    assert notes and all(d.severity == "info" for d in notes)
+    assert notes[0].message.startswith("int8 from the model's own quantization nodes (QUANTIZE")
+    assert notes[0].layer.startswith("tf.quantization.fake_quant_with_min_max_args")
+    assert not [o for o in result.unmapped_ops if o["type"] == "QUANTIZE"]
