@@ -111,6 +111,12 @@ class ValidationResult:
     keras_seconds: float = 0.0
     localization_seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        return (
+            f"<ValidationResult {self.verdict}: {self.samples} samples, "
+            f"max abs error {self.max_abs_error:.3g}, cosine min {self.cosine_min:.6f}>"
+        )
+
     @property
     def _classes(self) -> OutputReport | None:
         scores = [o for o in self.outputs if o.is_class_scores]

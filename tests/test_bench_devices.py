@@ -166,6 +166,7 @@ def test_local_device_info_describes_this_machine():
         ("error: closed\n", True),
         ("/system/bin/sh: lce_benchmark_model: inaccessible or not found\n", False),
     ],
+    ids=["serial-not-found", "no-devices", "closed", "program-missing-on-device"],
 )
 def test_adb_tells_a_lost_device_from_a_failing_command(output, lost):
     dev = AdbDevice("adb:emulator-5554")

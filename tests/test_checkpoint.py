@@ -17,7 +17,7 @@ from bnnconvert.errors import CheckpointProblem
 @pytest.fixture(scope="module")
 def small_model():
     """The digits architecture with random weights and non-trivial BN stats."""
-    from conftest import randomize_batchnorm
+    from bnnconvert.models import randomize_batchnorm
 
     model = models.binary_densenet("binarydensenet_digits", (32, 32, 1), 10)
     randomize_batchnorm(model, seed=3)

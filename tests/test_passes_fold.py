@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tiny_bnn, randomize_batchnorm
+from helpers import make_tiny_bnn, randomize_batchnorm
 from passes_helpers import (
     KERNELS,
     assert_fold_exact,
@@ -57,7 +57,7 @@ def _probe(c: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < np.finfo(np.float32).tiny, np.float32(0), x).astype(np.float32)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(4), ids=lambda seed: f"seed{seed}")
 def test_thresholds_reproduce_the_stock_chain_exactly(seed):
     rng = np.random.default_rng(seed)
     n = 64
@@ -74,6 +74,7 @@ def test_thresholds_reproduce_the_stock_chain_exactly(seed):
 @pytest.mark.parametrize(
     "kinds",
     [("sub", "mul"), ("rsub",), ("mul",), ("add", "mul", "add"), ("mul_relu", "add")],
+    ids="-then-".join,
 )
 def test_thresholds_cover_sub_reversed_sub_and_clamps(kinds):
     rng = np.random.default_rng(7)

@@ -122,7 +122,9 @@ def test_value_range():
 
 
 @pytest.mark.parametrize(
-    "image", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3))]
+    "image",
+    [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3))],
+    ids=["grayscale-2d", "float32-rgb", "empty"],
 )
 def test_rejects_non_rgb_images(image):
     with pytest.raises(UsageProblem, match=r"^Expected an RGB uint8 image of shape \(H, W, 3\)"):

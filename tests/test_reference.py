@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import randomize_batchnorm
+from helpers import BUNDLED, randomize_batchnorm
 
 from bnnconvert import _tf, ir, models, reference
 from bnnconvert.errors import FlatbufferProblem
@@ -187,7 +187,7 @@ def test_tiny_bnn_every_tensor(tiny_bnn_tflite):
 def test_bundled_model_every_tensor():
     from bnnconvert import checkpoint, convert, targets
 
-    loaded = checkpoint.load("models/digits")
+    loaded = checkpoint.load(BUNDLED)
     flatbuffer, _ = convert.convert(loaded.model, targets.target("arm64"))
     model = ir.read(flatbuffer)
     x = np.load(loaded.test_data)["x"][:4]

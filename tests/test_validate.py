@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import randomize_batchnorm
+from helpers import BUNDLED, randomize_batchnorm
 
 from bnnconvert import _tf, checkpoint, convert, ir, models, targets
 from bnnconvert.cli.main import run
 from bnnconvert.errors import CheckFailed
 from bnnconvert.validate import validate
-
-BUNDLED = Path("models/digits")
 
 
 @pytest.fixture(scope="module")
