@@ -508,3 +508,48 @@ def test_standard_metadata_is_decoded_and_json_is_complete(tiny_bnn_tflite, tmp_
         [0.229 * 255, 0.224 * 255, 0.225 * 255]
     )
     assert "model_info" not in found
+
+
+def test_two_outputs_each_described_by_name(tmp_path, capsys):
+    """A feature map and logits as outputs: only the (1, N) one is a classifier."""
+    from bnnconvert import metadata
+
+    keras, lq = _tf.keras(), _tf.larq()
+    keras.utils.set_random_seed(16)
+    kw = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False)
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(32, 3, padding="same", **kw)(x)
+    features = keras.layers.BatchNormalization(name="features")(x)
+    x = lq.layers.QuantConv2D(32, 3, padding="same", **kw)(features)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.BatchNormalization()(x))
+    logits = keras.layers.Dense(10, name="logits")(x)
+    model = keras.Model(inp, [features, logits])
+    randomize_batchnorm(model, 16)
+    data = metadata.embed_metadata(
+        _tf.lce().convert_keras_model(model),
+        name="two",
+        target="arm64",
+        labels=[f"c{i}" for i in range(10)],
+    )
+    result = inspect_model(data)
+    assert result.model_info["output features"] == "tensor 1x12x12x32 float32"
+    assert result.model_info["output logits"] == "10 classes (logits)"
+    assert "output" not in result.model_info
+    (signature,) = result.signatures
+    assert {k: t.shape for k, t in signature.outputs.items()} == {
+        "features": [1, 12, 12, 32],
+        "logits": [1, 10],
+    }
+    assert (
+        "output features: Output tensor 1x12x12x32 float32"
+        in metadata_rows(result)["TFLITE_METADATA"]
+    )
+    path = tmp_path / "two.tflite"
+    path.write_bytes(data)
+    assert run(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"output features +tensor 1x12x12x32 float32", out)
+    assert re.search(r"output logits +10 classes \(logits\)", out)
+    assert "logits\n" not in out and "32 logits" not in out
