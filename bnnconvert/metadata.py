@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -33,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from bnnconvert import __version__, io_quant, ir, tflite_metadata
+from bnnconvert.checkpoint_files import MAX_SIDE_BYTES
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
+from bnnconvert.limits import read_regular_file
 from bnnconvert.preprocessing import PreprocessingSpec
 
 NAME = "bnnconvert"
@@ -52,15 +55,14 @@ def load_labels(path: Path) -> list[str]:
         UsageProblem: the file is missing, not UTF-8, empty, or has a blank line
             between labels.
     """
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except FileNotFoundError as e:
+    if not os.path.lexists(path):
         raise UsageProblem(
             f"Expected a label file at {path}, found none; give --labels a text file "
             "with one label per line"
-        ) from e
-    except OSError as e:
-        raise UsageProblem(f"Could not read the label file {path}: {e.strerror or e}") from e
+        )
+    try:  # a regular file under the cap, checked before reading (a FIFO would block)
+        raw = read_regular_file(path, MAX_SIDE_BYTES[LABEL_FILE], "a label file")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise UsageProblem(
             f"Expected a UTF-8 label file, got undecodable bytes at offset {e.start} of {path}; "

@@ -14,6 +14,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -387,3 +388,38 @@ def test_a_bug_is_one_line_exit_1_and_a_traceback_with_debug(monkeypatch, capsys
     )
     with pytest.raises(TypeError, match="unsupported operand"):
         run(["inspect", "model.tflite", "--debug"])
+
+
+def call_within(seconds: float, function, *args):
+    """``function(*args)`` in a daemon thread; fail (not hang) if it blocks past ``seconds``."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = function(*args)
+        except Exception as e:  # handed to the test
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{function.__name__} blocked for {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def test_side_inputs_that_are_fifos_do_not_block(tmp_path):
+    from bnnconvert.bench.measure import recorded_runtime
+    from bnnconvert.bench.result import ModelFile
+    from bnnconvert.metadata import load_labels
+
+    labels = tmp_path / "labels.txt"
+    os.mkfifo(labels)
+    with pytest.raises(UsageProblem) as info:
+        call_within(10, load_labels, labels)
+    assert str(info.value) == f"{labels} is a FIFO (named pipe); give the path of a label file"
+    model = tmp_path / "model.tflite"
+    model.write_bytes(relu_model())
+    os.mkfifo(tmp_path / "export.json")  # bench reads the export report beside a model
+    assert call_within(10, recorded_runtime, ModelFile(str(model), "model", "0" * 64, 1)) is None

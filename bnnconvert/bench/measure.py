@@ -35,6 +35,7 @@ from bnnconvert.errors import (
     OutputProblem,
     UsageProblem,
 )
+from bnnconvert.limits import read_regular_file
 from bnnconvert.tflite_errors import cause, explain
 
 Progress = Callable[[str], None]
@@ -154,7 +155,7 @@ def recorded_runtime(model: ModelFile) -> tuple[str, InterpreterConfig] | None:
     """
     report = Path(model.path).parent / EXPORT_REPORT
     try:
-        data = json.loads(report.read_text())
+        data = json.loads(read_regular_file(report, 1 << 20, "an export report"))
         if data.get("sha256") != model.sha256:
             return None
         target = data["target"]
@@ -162,8 +163,8 @@ def recorded_runtime(model: ModelFile) -> tuple[str, InterpreterConfig] | None:
         config = InterpreterConfig(
             1, bool(runtime["use_indirect_bgemm"]), bool(runtime.get("use_xnnpack", False))
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    except (UsageProblem, ValueError, KeyError, TypeError, AttributeError):
+        return None  # none, not a regular file (a FIFO would block), or not ours
     return str(target.get("name", "?")), config
 
 
