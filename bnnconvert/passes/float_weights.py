@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnnconvert import ir
+from bnnconvert.graph import GraphIndex
 from bnnconvert.passes.stats import PassStats
 
 MODES = ("fp32", "fp16", "int8")
@@ -83,7 +84,9 @@ def quantize_symmetric(
 def to_int8(model: ir.Model) -> PassStats:
     """Store ``CONV_2D`` / ``FULLY_CONNECTED`` weights as int8 for hybrid kernels (in place)."""
     stats = PassStats("float_weights_int8")
-    for graph in model.subgraphs:
+    for g in range(len(model.subgraphs)):
+        index = GraphIndex(model, g)
+        graph = index.graph
         for op in graph.operators:
             if op.opcode not in _INT8_VERSIONS or len(op.inputs) < 2:
                 continue
@@ -91,7 +94,7 @@ def to_int8(model: ir.Model) -> PassStats:
             data = _float_constant(model, graph, t)
             if data is None or graph.tensors[op.inputs[0]].dtype != "float32":
                 continue
-            if len(ir.consumers(graph, t)) != 1:
+            if len(index.consumers(t)) != 1:
                 stats.skipped["weights shared between ops"] += 1
                 continue
             dense = op.opcode == "FULLY_CONNECTED"
