@@ -174,8 +174,10 @@ def _int8_line(record: dict) -> str:
     edges = []
     for which in ("input", "output"):
         edge = record[which]
-        params = f" (scale {edge['scale']:.4g}, zero point {edge['zero_point']})"
-        edges.append(f"{which} {edge['dtype']}{params if 'scale' in edge else ''}")
+        text = f"{which} {edge['dtype']}"
+        if "scale" in edge:
+            text += f" (scale {edge['scale']:.4g}, zero point {edge['zero_point']})"
+        edges.append(text)
     return f"{'; '.join(record['sources'])}; {', '.join(edges)}"
 
 
