@@ -291,7 +291,8 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
             label = role.get(t)
             params = tensor.num_elements
             if label == BINARY_WEIGHTS:
-                params = params // max(tensor.shape[-1], 1) * binary_channels[t]
+                depth = tensor.shape[-1] if tensor.shape else 1
+                params = params // max(depth, 1) * binary_channels[t]
             group = weights.setdefault(label, WeightGroup()) if label else other
             group.tensors += 1
             group.parameters += params

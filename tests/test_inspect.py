@@ -299,6 +299,25 @@ def test_bitpacked_output_bconvs_count_filter_channels(bitpacked_chain):
     assert (found.binary_macs, found.float_macs) == (CHAIN_BINARY, CHAIN_STEM)
 
 
+@pytest.mark.parametrize(
+    ("per_group", "op", "kind"),
+    [(32, "LceBconv2d", "binary"), (16, "CONV_2D", "float")],
+    ids=["32-per-group-binary", "16-per-group-float"],
+)
+def test_grouped_convolutions_count_channels_per_group(per_group, op, kind):
+    """64 -> 64 channels, 3x3, on 8x8: LCE binarizes groups of 32 channels, not of 16."""
+    keras, lq = _tf.keras(), _tf.larq()
+    inp = keras.Input((8, 8, 64))
+    x = lq.layers.QuantConv2D(
+        64, 3, groups=64 // per_group, padding="same", input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign", use_bias=False,
+    )(inp)  # fmt: skip
+    result = inspect_model(_tf.lce().convert_keras_model(keras.Model(inp, x)))
+    (counted,) = [o for o in result.ops if o.mac_kind]
+    assert (counted.type, counted.mac_kind) == (op, kind)
+    assert counted.macs == 8 * 8 * 64 * 3 * 3 * per_group
+
+
 def _float_kernels_model():
     """TRANSPOSE_CONV (stride 2) -> DEPTHWISE_CONV_2D (x2) -> CONV_3D, all with non-zero biases."""
     keras = _tf.keras()
