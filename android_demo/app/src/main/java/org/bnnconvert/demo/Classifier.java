@@ -48,15 +48,20 @@ final class Classifier implements Closeable {
     final int threads;
     private final Interpreter interpreter;
     private final ByteBuffer input;
-    private final float[][] output;
+    /** {@code float[1][classes]}, or {@code byte[1][classes]} for an int8 output. */
+    private final Object output;
 
     private Classifier(ModelMetadata metadata, Interpreter interpreter, int threads) {
         this.metadata = metadata;
         this.interpreter = interpreter;
         this.threads = threads;
-        input = ByteBuffer.allocateDirect(4 * metadata.height * metadata.width * metadata.channels)
+        int bytesPerValue = metadata.inputQuantization.isInt8() ? 1 : 4;
+        input = ByteBuffer.allocateDirect(
+                        bytesPerValue * metadata.height * metadata.width * metadata.channels)
                 .order(ByteOrder.nativeOrder());
-        output = new float[1][metadata.classes];
+        output = metadata.outputQuantization.isInt8()
+                ? new byte[1][metadata.classes]
+                : new float[1][metadata.classes];
     }
 
     /**
@@ -111,17 +116,19 @@ final class Classifier implements Closeable {
     private static void checkTensors(ModelMetadata m, Interpreter interpreter) throws ModelProblem {
         Tensor in = interpreter.getInputTensor(0);
         int[] expectedIn = {1, m.height, m.width, m.channels};
-        if (in.dataType() != DataType.FLOAT32 || !Arrays.equals(in.shape(), expectedIn)) {
+        DataType inType = m.inputQuantization.isInt8() ? DataType.INT8 : DataType.FLOAT32;
+        if (in.dataType() != inType || !Arrays.equals(in.shape(), expectedIn)) {
             throw new ModelProblem("The model's input is " + in.dataType() + " "
-                    + Arrays.toString(in.shape()) + " but its metadata says FLOAT32 "
+                    + Arrays.toString(in.shape()) + " but its metadata says " + inType + " "
                     + Arrays.toString(expectedIn) + "; re-export the model.", null);
         }
         Tensor out = interpreter.getOutputTensor(0);
         int[] expectedOut = {1, m.classes};
-        if (out.dataType() != DataType.FLOAT32 || !Arrays.equals(out.shape(), expectedOut)) {
+        DataType outType = m.outputQuantization.isInt8() ? DataType.INT8 : DataType.FLOAT32;
+        if (out.dataType() != outType || !Arrays.equals(out.shape(), expectedOut)) {
             throw new ModelProblem("The model's output is " + out.dataType() + " "
-                    + Arrays.toString(out.shape()) + "; this app reads FLOAT32 "
-                    + Arrays.toString(expectedOut) + " class scores.", null);
+                    + Arrays.toString(out.shape()) + " but its metadata says " + outType + " "
+                    + Arrays.toString(expectedOut) + " class scores; re-export the model.", null);
         }
     }
 
@@ -135,7 +142,11 @@ final class Classifier implements Closeable {
         Preprocessing pre = metadata.preprocessing;
         float[] tensor = pre.apply(Preprocessing.argbToRgb(argb), w, h, metadata.height, metadata.width);
         input.rewind();
-        input.asFloatBuffer().put(tensor);
+        if (metadata.inputQuantization.isInt8()) {
+            input.put(metadata.inputQuantization.quantize(tensor));
+        } else {
+            input.asFloatBuffer().put(tensor);
+        }
         double preprocessMs = (SystemClock.elapsedRealtimeNanos() - start) / 1e6;
 
         for (int i = 0; i < WARMUP_RUNS; i++) {
@@ -149,8 +160,10 @@ final class Classifier implements Closeable {
             interpreter.run(input, output);
             nanos[i] = SystemClock.elapsedRealtimeNanos() - t0;
         }
-        return new Result(TopK.of(output[0].clone(), 5, metadata), LatencyStats.ofNanos(nanos),
-                preprocessMs);
+        float[] scores = metadata.outputQuantization.isInt8()
+                ? metadata.outputQuantization.dequantize(((byte[][]) output)[0])
+                : ((float[][]) output)[0].clone();
+        return new Result(TopK.of(scores, 5, metadata), LatencyStats.ofNanos(nanos), preprocessMs);
     }
 
     @Override
