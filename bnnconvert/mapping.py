@@ -316,7 +316,14 @@ class LayerMap:
     # -- records written by rewrites
 
     def _rewrite_aliases(self, records: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-        aliases = {}
+        from bnnconvert.passes.int8_activations import WRAPPER_SUFFIX
+
+        # --int8-activations wraps a float layer X in fake-quant nodes named X_int8.
+        aliases = {
+            name + WRAPPER_SUFFIX: name
+            for name in self.keras.layers
+            if name + WRAPPER_SUFFIX not in self.keras.layers
+        }
         for r in records.get("quantdense_as_conv", []):
             layer = r.get("layer")
             if layer in self.keras.layers:

@@ -29,6 +29,8 @@ from bnnconvert.passes.stats import PassStats
 
 NAME = "int8_activations"
 MAX_SAMPLES = 512  # min/max ranges settle long before; keeps calibration quick
+WRAPPER_SUFFIX = "_int8"
+"""A wrapped float layer ``X`` is named ``X_int8`` (its ops' tensor names carry that name)."""
 
 
 def load_calibration(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -167,7 +169,7 @@ def _wrapper_class() -> type:
         """
 
         def __init__(self, inner: Any, input_range, output_range, **kwargs: Any) -> None:
-            super().__init__(name=f"{inner.name}_int8", **kwargs)
+            super().__init__(name=f"{inner.name}{WRAPPER_SUFFIX}", **kwargs)
             self.inner = inner
             self.input_range = tuple(input_range) if input_range is not None else None
             self.output_range = tuple(output_range) if output_range is not None else None
