@@ -307,7 +307,8 @@ def validate(
     )
     result.keras_cache = "off" if key is None else ("hit" if cached is not None else "miss")
     result.keras_seconds = keras_seconds
-    if layers or not result.passed:
+    if layers or result.lossy or not result.passed:
+        # Lossy outputs are judged loosely; isolation is what finds a wrong layer in them.
         if model is None:
             model = _at_shape(load_keras()[0], input_shape)
         _localize(result, model, fb_model, x, kernel)
@@ -359,7 +360,7 @@ def quick_check(
             lossy=graph_is_lossy(fb_model), kernel=kernel,
         )  # fmt: skip
         result.data = source
-        if not result.passed:
+        if result.lossy or not result.passed:
             _localize(result, model, fb_model, x, kernel)
         _conclude(result, fail_on_ties=False)
     except BnnConvertError as e:
@@ -503,8 +504,9 @@ def _conclude(result: ValidationResult, *, fail_on_ties: bool) -> None:
     if first is not None and first.cause == "fault":
         result.notes.append(_fault_line(first))
         if not result.failures:
-            result.notes.append(
-                "the outputs agree on these samples, but this layer does not in isolation"
+            result.failures.append(
+                f"layer {first.keras_layer} differs from Keras in isolation (its outputs "
+                "still agree on these samples)"
             )
     elif result.failures and result.lossy:
         quantized = [r for r in result.layers if r.cause.endswith("quantization")]
