@@ -9,6 +9,13 @@ before conversion; binary layers are untouched. (The converter's
 ``experimental_default_int8_range`` is not a substitute: one guessed range for
 every tensor gave wrong outputs.)
 
+A model may carry fake-quant nodes of its own (``tf.quantization`` ops,
+TensorFlow's QAT layers): :func:`own_fake_quant` names them, layers already
+between them are not calibrated again, and with nothing left to calibrate the
+pass returns the model unchanged with a note. For an int8 graph input or
+output (``--input-type`` / ``--output-type int8``) a node is added at that
+edge where no int8 layer already sits (:func:`io_layers`).
+
 Example:
     >>> x = load_calibration("calib.npz", input_shape=(32, 32, 1))
     >>> quantizable, stats = with_int8_float_layers(model, x)
