@@ -423,3 +423,17 @@ def test_side_inputs_that_are_fifos_do_not_block(tmp_path):
     model.write_bytes(relu_model())
     os.mkfifo(tmp_path / "export.json")  # bench reads the export report beside a model
     assert call_within(10, recorded_runtime, ModelFile(str(model), "model", "0" * 64, 1)) is None
+
+
+def test_file_strings_that_look_like_markup_print_as_text(capsys):
+    from rich.table import Table
+
+    from bnnconvert.cli import output
+
+    table = Table()
+    table.add_column("layer")
+    table.add_row(f"conv[/oops]{CLEAR}")  # invalid markup: rich would raise MarkupError
+    output.stdout.print(table)
+    output.stdout.print("top float layers by MACs: dense[/] 50%", highlight=False)
+    out = capsys.readouterr().out
+    assert "conv[/oops]\\x1b[2J" in out and "top float layers by MACs: dense[/] 50%\n" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from bnnconvert.cli import output
@@ -29,7 +30,7 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
             if not q["marked_binary"]:
                 verdict = "no quantizers"
             why = ", ".join(reasons.get(q["name"], []))
-            row = [q["name"], ", ".join(q["became"]) or "–", verdict, why]
+            row = [escape(q["name"]), ", ".join(q["became"]) or "–", verdict, why]
             table.add_row(*row[: len(columns)])
         if len(quantized) > _MAX_ROWS:
             table.add_row(f"... {len(quantized) - _MAX_ROWS} more")
@@ -50,4 +51,4 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
     leaders = audit["float_mac_leaders"]
     if leaders:
         listed = ", ".join(f"{f['layer']} {f['share']:.1%}" for f in leaders)
-        output.stdout.print(f"  top float layers by MACs: {listed}", highlight=False)
+        output.stdout.print(f"  top float layers by MACs: {listed}", highlight=False, markup=False)

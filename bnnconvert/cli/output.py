@@ -22,8 +22,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderableType
+from rich.errors import MarkupError
 from rich.markup import escape
 from rich.segment import Segment
+from rich.text import Text
 
 # C0 controls but tab and newline, DEL, C1 controls, and the invisible format
 # characters that reorder or hide text (bidi overrides and isolates, zero-width).
@@ -64,6 +66,19 @@ class SafeConsole(Console):
     :func:`visible`, so tables, ``Text`` and markup built from file strings are
     all covered, whoever built them.
     """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """Rich's ``render_str`` on the text with controls made visible before it is measured.
+
+        Text that is not valid markup is shown as it is: a file string in a
+        markup-enabled print (a layer named ``[/x]``) would otherwise raise
+        :class:`rich.errors.MarkupError`.
+        """
+        text = visible(text, one_line=False)
+        try:
+            return super().render_str(text, **kwargs)
+        except MarkupError:
+            return super().render_str(text, **{**kwargs, "markup": False})
 
     def render(
         self, renderable: RenderableType, options: ConsoleOptions | None = None
