@@ -34,6 +34,7 @@ from bnnconvert import (
     passes,
     targets,
 )
+from bnnconvert import rewrites as keras_rewrites
 from bnnconvert.atomic import check_writable_dir, describe_os_error, write_bytes, write_text
 from bnnconvert.checkpoint_files import side_file
 from bnnconvert.errors import OutputProblem
@@ -232,6 +233,7 @@ def export(
     step: Step | None = None,
     strict: bool = False,
     optimize: passes.OptimizeOptions | None = None,
+    rewrite: bool = True,
     labels: str | Path | None = None,
     preprocessing: str | None = None,
     validate_samples: int = 8,
@@ -254,6 +256,8 @@ def export(
             reports are still written and the model as ``model.rejected.tflite``.
         optimize: graph passes to run (default: the exact ones, see
             :mod:`bnnconvert.passes`); export.json lists each under ``passes``.
+        rewrite: rebuild each binary ``QuantDense`` as a 1x1 ``QuantConv2D`` before
+            conversion (exact, :mod:`bnnconvert.rewrites`); False is ``--no-rewrite``.
         labels: label file (one per line) to embed; default ``labels.txt``
             beside the checkpoint, if there is one.
         preprocessing: preprocessing spec or preset to embed (see
@@ -299,7 +303,12 @@ def export(
     keras_model = convert.with_input_shape(loaded.model, input_shape)
     options = optimize or passes.OptimizeOptions()
     pass_stats: list[passes.PassStats] = []
-    to_convert = keras_model
+    to_convert, rewrites = (
+        keras_rewrites.rewrite_for_lce(keras_model) if rewrite else (keras_model, [])
+    )
+    if rewrites:
+        pass_stats.append(keras_rewrites.rewrite_stats(rewrites))
+    before_int8 = to_convert
     own_quant = int8_activations.own_fake_quant(keras_model)
     convert.check_io_types(
         input_type, output_type, int8_model=options.int8_activations or bool(own_quant)
@@ -307,7 +316,7 @@ def export(
     if options.int8_activations:
         say("Calibrating int8 ranges for the float layers")
         to_convert, calibrated = passes.int8_float_layers(
-            keras_model,
+            to_convert,
             options,
             loaded.test_data,
             int8_input=input_type == "int8",
@@ -324,6 +333,7 @@ def export(
     lce_bytes = len(flatbuffer)
     flatbuffer, optimized = passes.optimize(flatbuffer, options)
     pass_stats += optimized
+    flatbuffer = keras_rewrites.record(flatbuffer, rewrites)
     optimized_bytes = len(flatbuffer)
     graph = ir.read(flatbuffer)
     # The audit describes the graph we write, so its op numbers match model.tflite.
@@ -355,7 +365,7 @@ def export(
         optimized_model_bytes=optimized_bytes,
         lossy=options.lossy or bool(own_quant),
         quantization=io_quant.quantization_record(
-            graph, calibrated=to_convert is not keras_model, own_fake_quant=own_quant
+            graph, calibrated=to_convert is not before_int8, own_fake_quant=own_quant
         ),
         embedded_metadata=metadata.read_metadata(flatbuffer),
         versions=tool_versions(),

@@ -52,6 +52,14 @@ def export(
     no_optimize: Annotated[
         bool, typer.Option("--no-optimize", help="Write LCE's converter output unchanged.")
     ] = False,
+    no_rewrite: Annotated[
+        bool,
+        typer.Option(
+            "--no-rewrite",
+            help="Keep binary QuantDense layers as they are (by default each is rebuilt, "
+            "exactly, as a 1x1 QuantConv2D so LCE makes it LceBconv2d).",
+        ),
+    ] = False,
     float_weights: Annotated[
         str,
         typer.Option(
@@ -124,6 +132,7 @@ def export(
             step=step,
             strict=strict,
             optimize=options,
+            rewrite=not no_rewrite,
             labels=labels,
             preprocessing=preprocessing,
             validate_samples=0 if no_validate else 8,
