@@ -43,7 +43,7 @@ def print_inspect(result: InspectResult) -> None:
     from bnnconvert.inspect import metadata_rows
 
     console = output.wide_stdout(WIDTH)
-    console.print(Text(result.source, style="bold"))
+    console.print(output.cell(result.source, style="bold"))
     console.print(_summary(result))
     console.print()
     console.print(_weights(result))
@@ -54,7 +54,7 @@ def print_inspect(result: InspectResult) -> None:
             console.print()
             console.print(_key_values(title, rows))
     for note in result.notes:
-        console.print(Text.assemble(("note: ", "yellow"), note))
+        console.print(Text.assemble(("note: ", "yellow"), output.visible(note)))
     console.print()
     console.print(_ops(result))
 
@@ -79,7 +79,7 @@ def _summary(result: InspectResult) -> Table:
     )
     where = f" in {result.subgraphs} subgraphs" if result.subgraphs > 1 else ""
     histogram = ", ".join(f"{name} {n}" for name, n in result.op_histogram.items())
-    grid.add_row("ops", Text(f"{len(result.ops)}{where} ({histogram})"))
+    grid.add_row("ops", output.cell(f"{len(result.ops)}{where} ({histogram})"))
     return grid
 
 
@@ -107,7 +107,7 @@ def _signatures(result: InspectResult) -> Table:
     table.add_column(no_wrap=True, style="bold")
     table.add_column()
     for label, text in signature_lines(result):
-        table.add_row(Text(label), Text(text))
+        table.add_row(output.cell(label), output.cell(text))
     return table
 
 
@@ -116,7 +116,7 @@ def _key_values(title: str, rows: dict[str, str]) -> Table:
     table.add_column(title, no_wrap=True)
     table.add_column("")
     for key, value in rows.items():
-        table.add_row(Text(key), Text(value))
+        table.add_row(output.cell(key), output.cell(value))
     return table
 
 
@@ -132,10 +132,10 @@ def _ops(result: InspectResult) -> Table:
         number = f"{op.subgraph}.{op.index}" if result.subgraphs > 1 else str(op.index)
         table.add_row(
             number,
-            Text(op.type, style="green" if op.mac_kind == "binary" else ""),
-            Text(_flow(op)),
-            Text(_constants(op)),
-            Text(short_options(op.options)),
+            output.cell(op.type, style="green" if op.mac_kind == "binary" else ""),
+            output.cell(_flow(op)),
+            output.cell(_constants(op)),
+            output.cell(short_options(op.options)),
             _macs(op),
         )
     return table

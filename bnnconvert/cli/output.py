@@ -90,6 +90,15 @@ class SafeConsole(Console):
                 yield Segment(visible(segment.text, one_line=False), segment.style)
 
 
+def cell(text: str, style: str = "") -> Text:
+    """A rich ``Text`` (table cell, title) of a string from a file, controls made visible.
+
+    Building ``Text`` directly skips :meth:`SafeConsole.render_str`, so rich would
+    measure the raw string and crop the escapes; build such cells here.
+    """
+    return Text(visible(text), style=style)
+
+
 stdout = SafeConsole(soft_wrap=True)
 stderr = SafeConsole(stderr=True, soft_wrap=True)
 
