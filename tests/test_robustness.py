@@ -437,3 +437,19 @@ def test_file_strings_that_look_like_markup_print_as_text(capsys):
     output.stdout.print("top float layers by MACs: dense[/] 50%", highlight=False)
     out = capsys.readouterr().out
     assert "conv[/oops]\\x1b[2J" in out and "top float layers by MACs: dense[/] 50%\n" in out
+
+
+def test_npz_declaring_huge_arrays_is_refused_before_inflating(tmp_path, capsys):
+    npz = tmp_path / "bomb.npz"
+    np.savez_compressed(npz, x=np.zeros((4, 32, 32, 3), np.float32))
+    data = bytearray(npz.read_bytes())
+    central = data.index(b"PK\x01\x02")  # the central directory entry of x.npy
+    struct.pack_into("<I", data, central + 24, 0x7FFF_FFFF)  # declared uncompressed size
+    npz.write_bytes(bytes(data))
+    model = tmp_path / "model.tflite"
+    model.write_bytes(relu_model((1, 32, 32, 3)))
+    assert run(["validate", str(tmp_path / "ckpt"), str(model), "--data", str(npz)]) == 2
+    assert one_error_line(capsys) == (
+        f"{npz}: its arrays inflate to 2048 MiB, more than the 1024 MiB bnnconvert reads "
+        "as test data; give fewer samples"
+    )

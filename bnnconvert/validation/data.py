@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from bnnconvert import ir
+from bnnconvert.checkpoint import TEST_SPLIT_NAME
+from bnnconvert.checkpoint_files import MAX_SIDE_BYTES
 from bnnconvert.errors import UsageProblem
+from bnnconvert.limits import check_regular_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -59,7 +62,28 @@ def load_data(
     raise UsageProblem(f"Expected --data to be an .npz file or a folder of images, got {path}")
 
 
+def _check_npz_size(path: Path) -> None:
+    """A regular file whose arrays, as declared in the zip directory, fit the test-data cap.
+
+    ``zipfile`` stops at a member's declared size, so a member that inflates
+    beyond it cannot cost more.
+    """
+    limit = MAX_SIDE_BYTES[TEST_SPLIT_NAME]
+    check_regular_file(path, limit, "an .npz of test data")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile) as e:
+        raise UsageProblem(f"{path}: expected an .npz with an array 'x' (and 'y'): {e}") from e
+    if inflated > limit:
+        raise UsageProblem(
+            f"{path}: its arrays inflate to {inflated / (1 << 20):.0f} MiB, more than the "
+            f"{limit >> 20} MiB bnnconvert reads as test data; give fewer samples"
+        )
+
+
 def load_npz(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    _check_npz_size(path)
     try:
         with np.load(path, allow_pickle=False) as arrays:
             x = np.asarray(arrays["x"], dtype=np.float32)
