@@ -7,7 +7,11 @@ any working directory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bnnconvert import _tf
 from bnnconvert.models import randomize_batchnorm
@@ -50,3 +54,13 @@ def make_tiny_bnn(seed: int = 0, input_shape: tuple[int, int, int] = (32, 32, 3)
     model = keras.Model(inp, x, name="tiny_bnn")
     randomize_batchnorm(model, seed)
     return model
+
+
+def slow_after_first(values: Iterable[Any]) -> list[Any]:
+    """A sweep's parametrize values: the first always runs, the rest are marked ``slow``.
+
+    For sweeps over model variants or options where one case proves the code
+    path and the others (each a conversion of seconds to minutes) add coverage.
+    """
+    first, *rest = list(values)
+    return [first, *(pytest.param(v, marks=pytest.mark.slow) for v in rest)]

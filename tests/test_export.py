@@ -98,7 +98,14 @@ def test_bundled_model_predicts_like_keras_on_every_test_sample(bundled_export) 
     assert (lce_top1 == y).mean() == (keras_top1 == y).mean() >= 0.90
 
 
-@pytest.mark.parametrize("target", ["armv7", "x86_64", "xcore"])
+@pytest.mark.parametrize(
+    "target",  # armv7 and x86_64 write arm64's bytes (docs/api.md's test exports x86_64)
+    [
+        "xcore",
+        pytest.param("armv7", marks=pytest.mark.slow),
+        pytest.param("x86_64", marks=pytest.mark.slow),
+    ],
+)
 def test_other_targets_export_and_run(tmp_path, target) -> None:
     result = export(BUNDLED, target=target, output_dir=tmp_path)
     if target == "xcore":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import slow_after_first
 
 from bnnconvert import _tf, ir, models
 
@@ -15,7 +16,7 @@ PUBLISHED_PARAMS = {
 }
 
 
-@pytest.mark.parametrize("variant", sorted(PUBLISHED_PARAMS))
+@pytest.mark.parametrize("variant", slow_after_first(sorted(PUBLISHED_PARAMS)))
 def test_parameter_counts_match_the_published_table(variant: str) -> None:
     model = models.binary_densenet(variant, (224, 224, 3), 1000)
     assert model.count_params() == PUBLISHED_PARAMS[variant]
@@ -113,7 +114,7 @@ def test_published_style_weights_h5_loads_by_topology(tmp_path) -> None:
         np.testing.assert_array_equal(mine, theirs)
 
 
-@pytest.mark.parametrize("variant", sorted(PUBLISHED_PARAMS))
+@pytest.mark.parametrize("variant", slow_after_first(sorted(PUBLISHED_PARAMS)))
 def test_every_binary_conv_becomes_lce_bconv2d(variant: str) -> None:
     lq = _tf.larq()
     model = models.binary_densenet(variant, (32, 32, 3), 10)

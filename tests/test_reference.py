@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import BUNDLED, randomize_batchnorm
+from helpers import BUNDLED, randomize_batchnorm, slow_after_first
 
 from bnnconvert import _tf, ir, models, reference
 from bnnconvert.errors import FlatbufferProblem
@@ -195,7 +195,7 @@ def test_bundled_model_every_tensor():
         assert assert_agree(model, x, **kernel) >= 9
 
 
-@pytest.mark.parametrize("variant", ["28", "37", "45"])
+@pytest.mark.parametrize("variant", slow_after_first(["28", "37", "45"]))
 def test_binary_densenet_small_input(variant):
     keras_model = getattr(models, f"binary_densenet{variant}")(
         input_shape=(32, 32, 3), num_classes=10
