@@ -31,10 +31,9 @@ def test_layers_between_the_models_own_fake_quant_nodes_are_not_calibrated_again
     x = fake_quant(x)
     model = keras.Model(inp, x)
     assert [layer.name for layer in int8_activations.float_layers(model)] == ["plain"]
-    assert int8_activations.own_fake_quant(model) == [
-        "tf.quantization.fake_quant_with_min_max_args",
-        "tf.quantization.fake_quant_with_min_max_args_1",
-    ]
+    own = int8_activations.own_fake_quant(model)
+    assert own == [model.layers[2].name, model.layers[4].name]  # Keras numbers them per session
+    assert all(name.startswith("tf.quantization.fake_quant_with_min_max_args") for name in own)
     ranges = int8_activations.calibrate(model, X)
     assert list(ranges) == ["plain"]
     (lo, hi), (out_lo, out_hi) = ranges["plain"]
