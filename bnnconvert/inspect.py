@@ -253,7 +253,8 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
             for t, tensor in enumerate(graph.tensors)
         ]
         infos.append(tensors)
-        counted = macs.count_subgraph(graph_ir, graph)
+        written_by = macs.producers(graph)
+        counted = [macs.count_op(graph_ir, graph, op, written_by) for op in graph.operators]
         per_subgraph.append(macs.totals(counted))
         role: dict[int, str] = {}  # weight tensor -> weight-group label
         binary_channels: dict[int, int] = {}
@@ -275,7 +276,7 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
             for position, is_bias in ((c.filter, False), (c.bias, True)):
                 if position is None:
                     continue
-                source_t = macs.constant_source(graph_ir, graph, op.inputs[position])
+                source_t = macs.constant_source(graph_ir, graph, op.inputs[position], written_by)
                 if source_t is None or source_t in role:
                     continue
                 if c.kind == "binary":

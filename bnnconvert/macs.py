@@ -81,11 +81,19 @@ def _product(dims: list[int]) -> int:
     return n
 
 
-def constant_source(model: ir.Model, graph: ir.Subgraph, tensor_index: int) -> int | None:
+def producers(graph: ir.Subgraph) -> dict[int, int]:
+    """Tensor index -> index of the op that writes it, for every op output of ``graph``."""
+    return {t: i for i, op in enumerate(graph.operators) for t in op.outputs}
+
+
+def constant_source(
+    model: ir.Model, graph: ir.Subgraph, tensor_index: int, written_by: dict[int, int]
+) -> int | None:
     """The constant tensor behind an op input, looking through one ``DEQUANTIZE``; or None.
 
     Arguments:
         tensor_index: an op input (``-1`` for an omitted optional input).
+        written_by: :func:`producers` of ``graph``.
     Returns:
         The index of the tensor that holds the data: ``tensor_index`` itself, the
         input of the ``DEQUANTIZE`` that writes it, or None for an activation.
@@ -94,7 +102,7 @@ def constant_source(model: ir.Model, graph: ir.Subgraph, tensor_index: int) -> i
         return None
     if model.buffers[graph.tensors[tensor_index].buffer]:
         return tensor_index
-    producer = ir.producer(graph, tensor_index)
+    producer = written_by.get(tensor_index)
     if producer is not None and graph.operators[producer].opcode == "DEQUANTIZE":
         source = graph.operators[producer].inputs[0]
         if source >= 0 and model.buffers[graph.tensors[source].buffer]:
@@ -123,13 +131,18 @@ def _kind(model: ir.Model, graph: ir.Subgraph, activation: int, weights: int) ->
     return "float"
 
 
-def count_op(model: ir.Model, graph: ir.Subgraph, op: ir.Operator) -> OpMacs | None:
+def count_op(
+    model: ir.Model, graph: ir.Subgraph, op: ir.Operator, written_by: dict[int, int]
+) -> OpMacs | None:
     """The MACs of ``op`` (see the module docstring), or None if it is not counted.
 
     Ops with unknown (``-1``) dimensions, missing inputs or unexpected ranks are not counted.
+
+    Arguments:
+        written_by: :func:`producers` of ``graph``.
     """
     if op.opcode == "BATCH_MATMUL":
-        return _batch_matmul(model, graph, op)
+        return _batch_matmul(model, graph, op, written_by)
     layout = _LAYOUT.get(op.opcode)
     if layout is None or not op.outputs or op.outputs[0] < 0:
         return None
@@ -165,10 +178,12 @@ def count_op(model: ir.Model, graph: ir.Subgraph, op: ir.Operator) -> OpMacs | N
     return OpMacs(macs, _kind(model, graph, op.inputs[act], op.inputs[filt]), filt, bias_at)
 
 
-def _batch_matmul(model: ir.Model, graph: ir.Subgraph, op: ir.Operator) -> OpMacs | None:
+def _batch_matmul(
+    model: ir.Model, graph: ir.Subgraph, op: ir.Operator, written_by: dict[int, int]
+) -> OpMacs | None:
     if len(op.inputs) < 2 or not op.outputs or min(op.inputs[:2]) < 0:
         return None
-    constant = [constant_source(model, graph, t) is not None for t in op.inputs[:2]]
+    constant = [constant_source(model, graph, t, written_by) is not None for t in op.inputs[:2]]
     if constant == [False, False] or constant == [True, True]:
         return None
     weights = 1 if constant[1] else 0
@@ -184,7 +199,8 @@ def _batch_matmul(model: ir.Model, graph: ir.Subgraph, op: ir.Operator) -> OpMac
 
 def count_subgraph(model: ir.Model, graph: ir.Subgraph) -> list[OpMacs | None]:
     """:func:`count_op` for every op of ``graph``, in op order."""
-    return [count_op(model, graph, op) for op in graph.operators]
+    written_by = producers(graph)
+    return [count_op(model, graph, op, written_by) for op in graph.operators]
 
 
 def totals(counted: list[OpMacs | None]) -> dict[str, int]:
