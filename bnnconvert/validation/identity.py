@@ -47,7 +47,8 @@ def _embedded_name(fb_model: ir.Model) -> str | None:
     from bnnconvert.metadata import read_metadata
 
     metadata = read_metadata(fb_model)
-    name = metadata.get("name") if metadata else None
+    model = metadata.get("model") if metadata else None
+    name = model.get("name") if isinstance(model, dict) else None
     return name if isinstance(name, str) and name else None
 
 

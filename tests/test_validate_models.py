@@ -1,0 +1,203 @@
+"""Model shapes ``validate`` must handle: several outputs, dynamic inputs, ops beyond binary convs.
+
+Also: a flatbuffer from another checkpoint is refused, ties are a verdict of
+their own, and Keras outputs are cached.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_validate import make_border_tie_bnn
+from test_validate_faults import plant
+
+from bnnconvert import _tf, ir
+from bnnconvert.cli.main import run
+from bnnconvert.errors import CheckFailed
+from bnnconvert.export import export
+from bnnconvert.models import randomize_batchnorm
+from bnnconvert.validate import quick_check, validate
+from bnnconvert.validation import cache
+from bnnconvert.validation.identity import WrongCheckpoint
+
+BINARY = {
+    "input_quantizer": "ste_sign",
+    "kernel_quantizer": "ste_sign",
+    "kernel_constraint": "weight_clip",
+    "use_bias": False,
+    "padding": "same",
+}
+
+
+def _stem(inp):
+    keras = _tf.keras()
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(inp)
+    return keras.layers.BatchNormalization(name="stem_bn")(x)
+
+
+def _head(x):
+    keras = _tf.keras()
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.layers.Dense(10, name="logits")(x)
+
+
+def two_outputs():
+    """A feature map (a batch norm that also feeds a binary conv) and logits."""
+    keras, lq = _tf.keras(), _tf.larq()
+    inp = keras.Input((12, 12, 3))
+    x = lq.layers.QuantConv2D(32, 3, name="b1", **BINARY)(_stem(inp))
+    features = keras.layers.BatchNormalization(name="features")(x)
+    x = lq.layers.QuantConv2D(32, 3, name="b2", **BINARY)(features)
+    x = keras.layers.BatchNormalization(name="b2_bn")(x)
+    return keras.Model(inp, [features, _head(x)], name="two_outputs")
+
+
+def dynamic():
+    """``Input((None, None, 3))``: exported and validated at 16x16."""
+    keras, lq = _tf.keras(), _tf.larq()
+    inp = keras.Input((None, None, 3))
+    x = lq.layers.QuantConv2D(32, 3, name="b1", **BINARY)(_stem(inp))
+    return keras.Model(inp, _head(keras.layers.BatchNormalization(name="b1_bn")(x)), name="dyn")
+
+
+def dorefa():
+    """A 2-bit DoReFa input quantizer: LCE emits ROUND (kept float)."""
+    keras, lq = _tf.keras(), _tf.larq()
+    inp = keras.Input((12, 12, 3))
+    x = lq.layers.QuantConv2D(
+        32, 3, padding="same", use_bias=False, name="dorefa_conv",
+        input_quantizer=lq.quantizers.DoReFaQuantizer(k_bit=2),
+        kernel_quantizer=lq.quantizers.DoReFaQuantizer(k_bit=2, mode="weights"),
+    )(_stem(inp))  # fmt: skip
+    x = keras.layers.BatchNormalization(name="dorefa_bn")(x)
+    x = lq.layers.QuantConv2D(32, 3, name="b1", **BINARY)(x)
+    return keras.Model(inp, _head(x), name="dorefa")
+
+
+def transposed():
+    """A binary and a float transposed conv (stride 2)."""
+    keras, lq = _tf.keras(), _tf.larq()
+    inp = keras.Input((8, 8, 3))
+    x = lq.layers.QuantConv2DTranspose(
+        32, 3, strides=2, padding="same", name="bdeconv", input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign", use_bias=False,
+    )(_stem(inp))  # fmt: skip
+    x = keras.layers.BatchNormalization(name="bdeconv_bn")(x)
+    x = keras.layers.Conv2DTranspose(16, 3, strides=2, padding="same", name="deconv")(x)
+    return keras.Model(inp, _head(x), name="transposed")
+
+
+MODELS = {
+    "two_outputs": (two_outputs, (12, 12, 3), "LceBconv2d"),
+    "dynamic": (dynamic, (16, 16, 3), "LceBconv2d"),
+    "dorefa": (dorefa, (12, 12, 3), "ROUND"),
+    "transposed": (transposed, (8, 8, 3), "TRANSPOSE_CONV"),
+}
+
+
+def _saved(name: str, folder: Path) -> tuple[Path, Path]:
+    """Build ``name``, give its batch norms real statistics, save it and 16 inputs."""
+    build, shape, _ = MODELS[name]
+    _tf.keras().utils.set_random_seed(4)
+    model = build()
+    randomize_batchnorm(model, 4)
+    ckpt = folder / "model.keras"
+    model.save(ckpt)
+    x = np.random.default_rng(4).uniform(0, 1, (16, *shape)).astype(np.float32)
+    np.savez(folder / "data.npz", x=x)
+    return ckpt, folder / "data.npz"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_exports_and_validates(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("BNNCONVERT_CACHE", str(tmp_path / "cache"))
+    ckpt, data = _saved(name, tmp_path)
+    _, shape, op = MODELS[name]
+    exported = export(ckpt, output_dir=tmp_path / "out", input_shape=shape)
+    model = ir.read(exported.model_path.read_bytes())
+    assert op in {o.opcode for o in model.subgraphs[0].operators}
+    assert exported.parity.verdict == "pass", exported.parity.unchecked
+    recorded = json.loads(exported.report_path.read_text())["validation"]
+    assert recorded["verdict"] == "pass" and recorded["unchecked"] == []
+    result = validate(ckpt, exported.model_path, data=data, layers=True, workers=0)
+    assert result.verdict == "pass", (result.failures, result.notes, result.unchecked)
+    assert not [r for r in result.layers if r.cause == "fault"]
+    if name == "two_outputs":
+        # TFLite lists the outputs in the other order; they are paired by name.
+        graph = model.subgraphs[0]
+        assert graph.tensors[graph.outputs[0]].shape == [1, 10]
+        assert [(o.name, o.shape) for o in result.outputs] == [
+            ("features", [12, 12, 32]),
+            ("logits", [10]),
+        ]
+        assert result.outputs[1].top1_agreement == 1.0
+
+
+def test_wrong_checkpoint_is_refused(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    ckpt, data = _saved("two_outputs", first)
+    other, _ = _saved("dorefa", second)  # another model, same input shape
+    exported = export(ckpt, output_dir=first / "out", validate_samples=0)
+    with pytest.raises(WrongCheckpoint) as caught:
+        validate(other, exported.model_path, data=data)
+    assert str(caught.value).startswith(f"{exported.model_path} was not exported from {other} (")
+    assert "it embeds the model name 'two_outputs', the checkpoint's is 'dorefa'" in str(
+        caught.value
+    )
+    assert run(["validate", str(other), str(exported.model_path), "--data", str(data)]) == 2
+    assert "was not exported from" in capsys.readouterr().err
+
+
+def test_keras_outputs_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNNCONVERT_CACHE", str(tmp_path / "cache"))
+    ckpt, data = _saved("dynamic", tmp_path)
+    exported = export(ckpt, output_dir=tmp_path / "out", input_shape=(16, 16, 3))
+    cold = validate(ckpt, exported.model_path, data=data, workers=0)
+    warm = validate(ckpt, exported.model_path, data=data, workers=0)
+    assert (cold.keras_cache, warm.keras_cache) == ("miss", "hit")
+    assert warm.max_abs_error == cold.max_abs_error and warm.verdict == "pass"
+    assert validate(ckpt, exported.model_path, data=data, samples=8).keras_cache == "miss"
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    cache.trim(tmp_path / "cache", max_bytes=1)
+    assert not list((tmp_path / "cache").glob("*.npz"))
+
+
+@pytest.fixture(scope="module")
+def tie_model():
+    keras_model = make_border_tie_bnn()
+    return keras_model, bytes(_tf.lce().convert_keras_model(keras_model))
+
+
+def test_ties_pass_with_counts_and_a_real_fault_still_fails(tie_model, tmp_path, capsys):
+    keras_model, flatbuffer = tie_model
+    x = np.random.default_rng(0).uniform(0, 1, (6, 16, 16, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    common = {"data": tmp_path / "x.npz", "keras_model": keras_model, "workers": 0}
+    path = tmp_path / "ties.tflite"
+    path.write_bytes(flatbuffer)
+    result = validate(tmp_path, path, **common)
+    assert result.verdict == "pass (ties)" and result.passed
+    assert result.tie_flips > 0
+    assert f"where {result.tie_flips} of " in result.notes[-1]
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(plant(flatbuffer, "float_weight", "dense"))
+    failed = validate(tmp_path, broken, **common)
+    assert failed.verdict == "fail"
+    assert failed.first_divergence is not None and failed.first_divergence.keras_layer == "dense"
+    with pytest.raises(CheckFailed, match="first divergence at Keras layer dense"):
+        validate(tmp_path, broken, raise_on_fail=True, **common)
+
+
+def test_quick_check_never_aborts(tiny_bnn, tiny_bnn_tflite):
+    model = ir.read(tiny_bnn_tflite)
+    model.subgraphs[0].inputs.append(model.subgraphs[0].inputs[0])  # two inputs: unsupported
+    result = quick_check(tiny_bnn, ir.write(model), None)
+    assert result.verdict == "not checked"
+    assert result.unchecked == [
+        "parity not checked: Expected a model with one input, got 2; validate feeds "
+        "single-input models"
+    ]
