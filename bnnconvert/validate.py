@@ -343,6 +343,7 @@ def quick_check(
     result = ValidationResult("", "", "", 0, kernel, NOT_CHECKED, True)
     try:
         fb_model = ir.read(flatbuffer)
+        ir.check_declared_sizes(fb_model)  # inputs are made for it below
         input_shape = _single_input_shape(fb_model)
         try:
             x, y, source = load_data(None, test_data, fb_model, input_shape)

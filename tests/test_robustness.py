@@ -453,3 +453,10 @@ def test_npz_declaring_huge_arrays_is_refused_before_inflating(tmp_path, capsys)
         f"{npz}: its arrays inflate to 2048 MiB, more than the 1024 MiB bnnconvert reads "
         "as test data; give fewer samples"
     )
+
+
+def test_export_parity_check_skips_a_model_declaring_huge_inputs():
+    from bnnconvert.validate import quick_check
+
+    result = quick_check(None, relu_model((1, 30000, 30000)), None)
+    assert result.unchecked == [f"parity not checked: {HUGE_INPUT}"]
