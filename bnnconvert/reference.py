@@ -1,6 +1,6 @@
 """A numpy reference executor for the TFLite/LCE flatbuffers bnnconvert emits.
 
-Written from the op definitions (DESIGN.md, "The LCE op set"), not by calling
+Written from the op definitions (LCE's op documentation and kernels), not by calling
 the LCE interpreter, so that it can check the interpreter and expose every
 intermediate tensor::
 

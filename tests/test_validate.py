@@ -121,7 +121,7 @@ def make_border_tie_bnn():
 
     Zero-padded border pixels of the first binary conv sum to exactly 0;
     Keras signs them +1, LCE's reference kernel (and the reference executor)
-    agree, and LCE's optimised kernels land a hair below zero (DESIGN.md,
+    agree, and LCE's optimised kernels land a hair below zero (README,
     "Ties at zero"), so the second conv's input signs flip at the borders.
     """
     keras = _tf.keras()

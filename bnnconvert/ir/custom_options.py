@@ -26,7 +26,7 @@ LCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "LceQuantize": (),
     "LceDequantize": (),
 }
-"""The option names of each LCE op (all ints; see DESIGN.md for their meaning)."""
+"""The option names of each LCE op (all ints; LCE's op documentation gives their meaning)."""
 
 Scalar = bool | int | float | str
 
