@@ -572,3 +572,36 @@ def test_two_outputs_each_described_by_name(tmp_path, capsys):
     assert re.search(r"output features +tensor 1x12x12x32 float32", out)
     assert re.search(r"output logits +10 classes \(logits\)", out)
     assert "logits\n" not in out and "32 logits" not in out
+
+
+def test_hybrid_int8_weights_compute_in_int8():
+    """Dynamic-range quantization: int8 weights used as stored by TFLite's hybrid kernels."""
+    tf, keras = _tf.tensorflow(), _tf.keras()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(64, 3, padding="same")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(1100)(x)  # large enough for the converter to quantize it
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, x))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    result = inspect_model(converter.convert())
+    counted = [(o.type, o.inputs[0].dtype, o.inputs[1].dtype, o.mac_kind) for o in result.ops]
+    assert [c for c in counted if c[3]] == [
+        ("CONV_2D", "float32", "int8", "int8"),
+        ("FULLY_CONNECTED", "float32", "int8", "int8"),
+    ]
+    assert result.macs["int8"] == 8 * 8 * 64 * 3 * 3 * 3 + 1100 * 64
+    assert result.weights["int8"].parameters == 64 * 3 * 3 * 3 + 1100 * 64
+    assert result.weights["float32"].parameters == 64  # the conv's float bias
+
+
+def test_float_weights_int8_pass_makes_hybrid_int8_ops(tiny_bnn_tflite):
+    """bnnconvert's weight-only int8 storage feeds int8 weights to the float ops directly."""
+    from bnnconvert.passes import OptimizeOptions, optimize
+
+    smaller, _ = optimize(tiny_bnn_tflite, OptimizeOptions(float_weights="int8"))
+    result = inspect_model(smaller)
+    assert result.macs == {
+        "binary": BCONV_MACS, "int8": STEM_MACS + DENSE_MACS, "int16": 0, "float": 0,
+    }  # fmt: skip
+    assert result.weights["int8"].parameters == 32 * 3 * 3 * 3 + 96 * 10
