@@ -55,16 +55,21 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_fifo_is_refused_without_blocking(tmp_path):
-    fifo = tmp_path / "model.tflite"
-    os.mkfifo(fifo)
-    for command in (["inspect", str(fifo)], ["bench", str(fifo)]):
+    model, onnx = tmp_path / "model.tflite", tmp_path / "model.onnx"
+    os.mkfifo(model)
+    os.mkfifo(onnx)
+    tflite_fifo = f"{model} is a FIFO (named pipe); give the path of a .tflite model"
+    cases = [
+        (["inspect", str(model)], tflite_fifo),
+        (["bench", str(model)], tflite_fifo),
+        (["export", str(onnx), "--target", "arm64", "-o", str(tmp_path / "out")],
+         f"{onnx} is a FIFO (named pipe); give the path of an .onnx model"),
+    ]  # fmt: skip
+    for command, message in cases:
         done = subprocess.run(
-            [*CLI, *command], capture_output=True, text=True, timeout=60, check=False
+            [*CLI, *command], capture_output=True, text=True, timeout=120, check=False
         )
-        assert done.returncode == 2
-        assert done.stderr == (
-            f"error: {fifo} is a FIFO (named pipe); give the path of a .tflite model\n"
-        )
+        assert (done.returncode, done.stderr) == (2, f"error: {message}\n")
 
 
 def test_dev_zero_is_not_read(capsys):

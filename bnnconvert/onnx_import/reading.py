@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bnnconvert.limits import read_regular_file
 from bnnconvert.onnx_import.errors import OnnxProblem
 
 MAX_BYTES = 512 * 1024 * 1024  # protobuf's own limit is 2 GiB; BNNs are far smaller
@@ -40,7 +41,7 @@ def read_checked(path: Path) -> Any:
             f"{path}: {size / 2**20:.0f} MiB is more than the {MAX_BYTES // 2**20} MiB "
             "bnnconvert reads from an ONNX file; export a smaller model"
         )
-    data = path.read_bytes()
+    data = read_regular_file(path, MAX_BYTES, "an .onnx model")  # a FIFO would block
     try:
         model = onnx.load_model_from_string(data)
     except Exception as e:  # protobuf raises DecodeError and friends
