@@ -63,6 +63,8 @@ class QuantInfo:
 
 @dataclass
 class TensorInfo:
+    """A tensor as an op or signature sees it: index in its subgraph, name, shape, dtype."""
+
     index: int
     name: str
     shape: list[int]
@@ -73,6 +75,8 @@ class TensorInfo:
 
 @dataclass
 class OpInfo:
+    """One op: its tensors (None for an omitted optional input), decoded options, MACs."""
+
     subgraph: int
     index: int
     type: str
@@ -85,6 +89,8 @@ class OpInfo:
 
 @dataclass
 class WeightGroup:
+    """Constant tensors of one kind: how many, their parameters, their stored bytes."""
+
     tensors: int = 0
     parameters: int = 0
     bytes: int = 0
