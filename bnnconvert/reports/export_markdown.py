@@ -41,18 +41,21 @@ def _without_directory(source: str) -> str:
 
 
 def _parity_lines(parity: dict[str, Any]) -> list[str]:
+    verdict = parity.get("verdict", "passed" if parity.get("passed") else "failed")
     if parity.get("lossy"):
-        verdict = "lossy export: judged by top-1 agreement"
-    else:
-        verdict = parity.get("verdict", "passed" if parity.get("passed") else "failed")
+        verdict += " (lossy export: judged by top-1 agreement, accuracy and each layer)"
     lines = [
         f"- verdict: {verdict}",
         f"- data: {parity['samples']} samples of {_without_directory(parity['data'])}",
-        f"- top-1 agreement: {parity['top1_agreement']:.1%}",
-        f"- max abs error: {parity['max_abs_error']:.3g}; min cosine {parity['cosine_min']:.6f}",
     ]
+    if parity.get("top1_agreement") is not None:
+        lines.append(f"- top-1 agreement: {parity['top1_agreement']:.1%}")
+    lines.append(
+        f"- max abs error: {parity['max_abs_error']:.3g}; min cosine {parity['cosine_min']:.6f}"
+    )
     lines += [f"- failure: {f}" for f in parity.get("failures", [])]
     lines += [f"- note: {n}" for n in parity.get("notes", [])]
+    lines += [f"- not checked: {n}" for n in parity.get("unchecked", [])]
     return lines
 
 
