@@ -61,7 +61,7 @@ def test_export_md_says_what_export_json_says(bundled_export) -> None:
     for heading in ("## Signature", "## Parity check", "## Passes", "## Metadata", "## Timings"):
         assert heading in markdown
     assert "| fold_sign_scale | 9 |" in markdown
-    assert "- verdict: passed" in markdown
+    assert "- verdict: pass" in markdown
     assert "| serving_default_image:0 | [1, 32, 32, 1] | float32 | – |" in markdown
     assert "- labels: 10: 0, 1, 2, 3, 4, ..." in markdown
     assert "- data: 8 samples of test_split.npz" in markdown  # no directory paths
