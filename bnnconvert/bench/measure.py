@@ -8,7 +8,6 @@ import json
 import math
 import os
 import platform
-import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -225,7 +224,8 @@ def bench(
         identity_file, known_hosts: ssh key and known-hosts file.
         adb, ssh: the executables to use.
         max_seconds: time budget of the stable-median loop.
-        progress: called with short status texts (``round 4/50 · 3 s``).
+        progress: called with short status texts (``round 4/50 on local``); the
+            command line's progress line adds a spinner and the elapsed time.
 
     Returns:
         A :class:`BenchResult` (``report_paths`` set when ``output_dir`` is given).
@@ -482,7 +482,6 @@ def _run_python_runner(
     jobs: list[Measurement] = []
     events: list[dict] = []
     total = str(result.runs) if result.runs else f"≤{MAX_RUNS}, until stable"
-    began = time.monotonic()
 
     def on_line(line: str) -> None:
         if not line.startswith(runner_module.PREFIX):
@@ -507,8 +506,7 @@ def _run_python_runner(
         elif kind == "round":
             for m, us in zip(jobs, event["us"], strict=True):
                 m.samples_us.append(us)
-            elapsed = time.monotonic() - began
-            say(f"round {event['round'] + 1}/{total} on {dev.name} · {elapsed:.0f} s")
+            say(f"round {event['round'] + 1}/{total} on {dev.name}")
         elif kind == "done":
             result.stop_reason = event["reason"]
 
@@ -543,7 +541,6 @@ def _run_benchmark_binary(
     invocations = min(BINARY_INVOCATIONS, total)
     per_invocation = math.ceil(total / invocations)
     jobs = result.measurements
-    began = time.monotonic()
     for r in range(invocations):
         for k in range(len(jobs)):
             m = jobs[(r + k) % len(jobs)]
@@ -555,11 +552,7 @@ def _run_benchmark_binary(
                 warmup=result.warmup,
                 op_profiling=result.op_profiling,
             )
-            elapsed = time.monotonic() - began
-            say(
-                f"round {r + 1}/{invocations}: {result.models[m.model].name}, {m.config.label} "
-                f"· {elapsed:.0f} s"
-            )
+            say(f"round {r + 1}/{invocations}: {result.models[m.model].name}, {m.config.label}")
             out = dev.run(argv)
             if out.returncode != 0:
                 raise DeviceProblem(

@@ -13,6 +13,7 @@ from html import escape
 from bnnconvert.bench.report_md import (
     describe_device,
     describe_method,
+    describe_runs,
     fastest_lines,
     latency_table,
     legend,
@@ -46,8 +47,8 @@ def _nice_ticks(lo: float, hi: float, log: bool) -> list[float]:
         for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
             ticks += [m * 10**e for m in (1, 2, 5) if lo <= m * 10**e <= hi]
         return ticks or [lo, hi]
-    step = 10 ** math.floor(math.log10((hi - lo) or hi or 1))
-    for m in (1, 2, 5, 10):
+    step = 10 ** math.floor(math.log10((hi - lo) or hi or 1)) / 10
+    for m in (1, 2, 5, 10, 20, 50):  # the finest step that gives at most 6 ticks
         if (hi - lo) / (step * m) <= 6:
             step *= m
             break
@@ -230,16 +231,10 @@ def render_html(result: BenchResult) -> str:
     if not result.complete:
         out.append(f'<p class="warn"><b>Incomplete:</b> {escape(result.problem or "")}. '
                    "The figures below are what was measured before that.</p>")  # fmt: skip
-    runs = (
-        f"{result.runs} timed runs"
-        if result.runs
-        else f"until every median was stable (stopped: {result.stop_reason or 'cut short'})"
-    )
     meta = [
         f"<b>Device</b> {escape(describe_device(result))}",
         f"<b>Method</b> {escape(describe_method(result))}",
-        f"<b>Runs</b> {escape(runs)}; {result.warmup} warm-up run(s); models and "
-        "configurations interleaved run by run",
+        f"<b>Runs</b> {escape(describe_runs(result))}",
         f"<b>Time</b> {escape(result.started_at)} → {escape(result.finished_at or '–')}",
     ]
     out.append('<p class="meta">' + "<br>".join(meta) + "</p>")
@@ -249,7 +244,8 @@ def render_html(result: BenchResult) -> str:
         "<li>plots: each dot is one timed run, the shaded band spans p10–p90, "
         "the black tick is the median</li></ul></div>"
     )
-    out.append("<h2>Fastest configuration</h2><ul>")
+    heading = "Fastest configuration" if len(result.configs) > 1 else "Median"
+    out.append(f"<h2>{heading}</h2><ul>")
     for line, caveat in fastest_lines(result):
         note = f' <span class="noisy">({escape(caveat)})</span>' if caveat else ""
         out.append(f"<li>{escape(line)}{note}</li>")

@@ -84,19 +84,24 @@ def latency_table(result: BenchResult) -> tuple[list[str], list[list[str]]]:
 
 def legend(result: BenchResult) -> list[str]:
     """What the marks and words in the tables mean, one sentence each."""
-    items = [
-        "★ marks each model's fastest configuration (lowest median)",
+    tuned = len(result.configs) > 1
+    items = ["★ marks each model's fastest configuration (lowest median)"] if tuned else []
+    items += [
         f"noisy: coefficient of variation (std ÷ mean) above {percent(NOISY_CV)}",
         "p10 / p90: 10th and 90th percentile of the timed runs; all times in milliseconds",
     ]
-    if len(result.configs) > 1 or len(result.models) > 1:
+    if tuned or len(result.models) > 1:
         items.append(SPEEDUP_RULE)
-    if len(result.configs) > 1:
+    if tuned:
         items.append(baseline_definition(result))
     if len(result.models) > 1:
         items.append(
             f"speedup vs first model: against {result.models[0].name} in the same configuration"
         )
+    if any(m.runs_per_sample > 1 for m in result.measurements):
+        items.append("n = N×M: N samples, each the mean of one invocation's M runs")
+    if any(m.op_types for m in result.measurements):
+        items.append("per-op bars: blue for LCE's binary ops (Lce…), grey for the others")
     return items
 
 
@@ -114,9 +119,24 @@ def fastest_lines(result: BenchResult) -> list[tuple[str, str | None]]:
                 f"; speedup {row['speedup_vs_baseline']:.2f}× vs baseline "
                 f"({row['baseline_config']}, {fmt(row['baseline_median_us'])} ms)"
             )
-        caveat = NOISY_CAVEAT.format(cv=percent(NOISY_CV)) if row["fastest_noisy"] else None
+        ranked = len(result.configs) > 1
+        noisy = row["fastest_noisy"] and ranked  # a lone configuration is ranked against nothing
+        caveat = NOISY_CAVEAT.format(cv=percent(NOISY_CV)) if noisy else None
         lines.append((line, caveat))
     return lines
+
+
+def describe_runs(result: BenchResult) -> str:
+    """How many runs, warm-up, and interleaving, in one sentence."""
+    if result.runs:
+        how = f"{result.runs} timed runs"
+    elif result.method == "python-runner":
+        how = f"until every median was stable (stopped: {result.stop_reason or 'cut short'})"
+    else:
+        how = "lce_benchmark_model's default run count, split into several invocations"
+    several = len(result.measurements) > 1
+    order = "; models and configurations interleaved run by run" if several else ""
+    return f"{how}; {result.warmup} warm-up run(s) first{order}"
 
 
 def describe_method(result: BenchResult) -> str:
@@ -161,16 +181,10 @@ def render_markdown(result: BenchResult) -> str:
     if not result.complete:
         lines += [f"**Incomplete:** {result.problem}. The figures below are what was measured "
                   "before that.", ""]  # fmt: skip
-    runs = (
-        f"{result.runs} timed runs"
-        if result.runs
-        else f"until every median was stable (stopped: {result.stop_reason or 'cut short'})"
-    )
     lines += [
         f"- Device: {describe_device(result)}",
         f"- Method: {describe_method(result)}",
-        f"- Runs: {runs}; {result.warmup} warm-up run(s) first; models and configurations "
-        "interleaved run by run",
+        f"- Runs: {describe_runs(result)}",
         f"- Started {result.started_at}, finished {result.finished_at or '–'}",
         *(f"- {item}" for item in legend(result)),
         "",
@@ -186,7 +200,7 @@ def render_markdown(result: BenchResult) -> str:
     )
     lines += ["", "## Latency", ""]
     lines += _table(*latency_table(result))
-    lines += ["", "## Fastest configuration", ""]
+    lines += ["", "## Fastest configuration" if len(result.configs) > 1 else "## Median", ""]
     lines += [f"- {line}" + (f" ({c})" if c else "") for line, c in fastest_lines(result)]
     for title, m in op_breakdown(result):
         lines += ["", f"## Per-op time: {title}", ""]

@@ -122,6 +122,8 @@ def _show(result: BenchResult, as_json: bool) -> None:
         for line, caveat in fastest_lines(result):
             note = f" ({caveat})" if caveat else ""
             output.stdout.print(f"fastest for {line}{note}", highlight=False, markup=False)
+    for note in result.notes:
+        output.stdout.print(f"note: {note}", highlight=False, markup=False)
 
 
 def _table(result: BenchResult) -> Table:
@@ -129,12 +131,15 @@ def _table(result: BenchResult) -> Table:
     from rich import box
 
     from bnnconvert.bench.report_md import SPEEDUP_RULE, ms_format, percent
+    from bnnconvert.bench.stats import NOISY_CV
 
     ms = ms_format(result)
     several = len(result.models) > 1
     tuned = len(result.configs) > 1
     table = Table(
-        title=f"{result.device.name} · {result.method} · ★ fastest · * noisy (CV > 5 %)"
+        title=f"{result.device.name} · {result.method}"
+        + (" · ★ fastest" if tuned else "")
+        + f" · * noisy (CV > {percent(NOISY_CV)})"
         + (f"\n{SPEEDUP_RULE}; baseline = {result.baseline_label}" if tuned or several else ""),
         title_justify="left",
         box=box.SIMPLE_HEAD,
