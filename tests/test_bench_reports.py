@@ -351,3 +351,67 @@ def test_result_reprs_are_short(bundled_model):
     assert text.startswith("<BenchResult local: 1 model(s) × 1 config(s), complete, fastest ")
     assert len(text) < 120 and "samples" not in text
     assert repr(result.measurements[0]).startswith("<Measurement model 0, 1 thread, default")
+
+
+def _synthetic(names: list[str], configs: list[InterpreterConfig]) -> BenchResult:
+    """A measured result without measuring: steady timings, the second model 2× slower."""
+    measurements = [
+        Measurement(i, c, [1000.0 * (i + 1) * (1 + k) + j for j in range(20)])
+        for i in range(len(names))
+        for k, c in enumerate(configs)
+    ]
+    return BenchResult(
+        device=DeviceInfo("local", "local", cores=2),
+        method="python-runner",
+        models=[ModelFile(f"/m/{n}", n, "0" * 64, 1024) for n in names],
+        configs=configs,
+        measurements=measurements,
+        warmup=3,
+        runs=20,
+        autotune=len(configs) > 1,
+        op_profiling=False,
+        tools={},
+        started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:00:10+00:00",
+    )
+
+
+def test_one_model_in_one_configuration_has_no_comparison_columns():
+    from bnnconvert.bench.report_md import latency_table, legend
+
+    result = _synthetic(["model.tflite"], [InterpreterConfig(1, True, False)])
+    header, rows = latency_table(result)
+    assert header == [
+        "configuration", "median ms", "p10 ms", "p90 ms", "min ms", "std ms", "CV", "n"
+    ]  # fmt: skip
+    assert rows == [
+        ["1 thread, indirect kernel, no XNNPACK", "1.010", "1.002", "1.017", "1.000", "0.006",
+         "0.6 %", "20"]
+    ]  # fmt: skip
+    assert not any("★" in item or "speedup" in item for item in legend(result))
+    html = render_html(result)
+    assert "speedup" not in html and "★" not in html and "<h2>Median</h2>" in html
+
+
+def test_comparisons_say_their_convention_and_define_the_baseline(tmp_path):
+    from bnnconvert.bench import LCE_DEFAULT
+    from bnnconvert.bench.report_md import latency_table, legend
+
+    indirect = InterpreterConfig(1, True, False)
+    names = ["phones/pixel-4a/exported/model.tflite", "boards/raspberry-pi-5/model.tflite"]
+    result = _synthetic(names, [LCE_DEFAULT, indirect])
+    header, rows = latency_table(result)
+    assert header[-2:] == ["speedup vs baseline", "speedup vs first model"]
+    # the first configuration (LCE's default) is the faster here: 1 ms vs 2 ms
+    assert rows[0][:2] == [names[0], "1 thread, default kernel, no XNNPACK ★"]
+    assert rows[1][-2:] == ["0.50×", "–"] and rows[2][-2:] == ["1.00×", "0.50×"]
+    items = legend(result)
+    assert "speedup = reference median ÷ this median: above 1 is faster" in items
+    assert "baseline = LCE's default configuration (1 thread, default kernel, no XNNPACK)" in items
+    html = render_html(result)
+    assert "How to read this page" in html and "…" not in html  # labels fit, none cut
+    for name in names:
+        assert f"{name}</text>" in html
+    page = tmp_path / "bench.html"
+    page.write_text(html)
+    _assert_renders(page, tmp_path / "shot.png")
