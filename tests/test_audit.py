@@ -443,6 +443,18 @@ def test_layers_whose_quantizers_were_lost_in_saving_are_counted_and_fail_strict
     assert "**no** (quantizers lost in saving)" in render(result)
 
 
+def test_strict_export_of_a_savedmodel_with_lost_quantizers_exits_1(tmp_path, capsys) -> None:
+    _saved_with_lost_quantizers(tmp_path / "saved")
+    out = tmp_path / "out"
+    argv = ["export", str(tmp_path / "saved"), "-o", str(out), "--trust-checkpoint", "--strict"]
+    assert run(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "2 layer(s) marked binary did not become LceBconv2d: qa (quantizers-lost)" in err
+    report = json.loads((out / "export.json").read_text())
+    assert report["audit"]["summary"]["quantizers_lost"] == ["qa", "qb"]
+    assert report["audit"]["summary"]["quantized_by_class"] == {"QuantConv2D": 2}
+
+
 def test_own_fake_quant_nodes_are_audited_as_the_source_of_int8() -> None:
     tf, keras = _tf.tensorflow(), _tf.keras()
 
