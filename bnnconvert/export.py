@@ -339,6 +339,7 @@ def export(
     # The audit describes the graph we write, so its op numbers match model.tflite.
     say("Auditing the conversion")
     report = audit.audit(keras_model, graph)
+    report.diagnostics += loaded.findings  # what the ONNX import found, by ONNX node
     for stats in optimized:
         if stats.name == fold_sign_scale.NAME:
             report.record_folding(stats.rewrites, sum(stats.skipped.values()))
@@ -375,7 +376,11 @@ def export(
         from bnnconvert.validate import quick_check
 
         result.parity = quick_check(
-            keras_model, flatbuffer, loaded.test_data, samples=validate_samples
+            keras_model,
+            flatbuffer,
+            loaded.test_data,
+            samples=validate_samples,
+            reference_run=loaded.reference_run,
         )
     if strict:
         result.strict_passed = failure is None

@@ -22,7 +22,7 @@ from torch.nn import functional
 
 from bnnconvert.export import export
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 SIZE = 16
 
@@ -37,7 +37,9 @@ def bireal_sign(x: torch.Tensor) -> torch.Tensor:
     lt = (x < -1).float()
     mid_neg = ((x >= -1) & (x < 0)).float()
     mid_pos = ((x >= 0) & (x < 1)).float()
-    poly = -lt + (2 * x + x * x) * mid_neg + (2 * x - x * x) * mid_pos + (1 - lt - mid_neg - mid_pos)
+    poly = (
+        -lt + (2 * x + x * x) * mid_neg + (2 * x - x * x) * mid_pos + (1 - lt - mid_neg - mid_pos)
+    )
     return torch.sign(x).detach() - poly.detach() + poly
 
 
@@ -48,7 +50,9 @@ def where_sign(x: torch.Tensor) -> torch.Tensor:
 class BinaryConv(nn.Conv2d):
     """Conv of sign(input) with sign(W), optionally times mean|W| per output channel."""
 
-    def __init__(self, cin: int, cout: int, *, stride: int = 1, scaled: bool = False, sign=torch.sign):
+    def __init__(
+        self, cin: int, cout: int, *, stride: int = 1, scaled: bool = False, sign=torch.sign
+    ):
         super().__init__(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.scaled = scaled
         self.sign = sign
@@ -253,26 +257,32 @@ def export_onnx(model: nn.Module, path: Path) -> Path:
     return path
 
 
-# family -> (model factory, binary convs that must become LceBconv2d)
+SIGN_AT_ZERO = "onnx-sign-at-zero"
+# family -> (model factory, LceBconv2d ops expected: one per binary conv, two for
+# a stride-2 binary conv whose PyTorch padding TensorFlow's SAME cannot express,
+# the ONNX import's audit findings)
 FAMILIES = {
-    "plain": (PlainBNN, 2),
-    "bireal": (BiReal, 2),
-    "reactnet": (ReActNet, 2),
-    "xnor": (XnorNet, 2),
-    "binarydensenet": (BinaryDenseNet, 4),
-    "binary_linear_head": (BinaryLinearHead, 1),
+    "plain": (PlainBNN, 2, {SIGN_AT_ZERO}),
+    "bireal": (BiReal, 3, {SIGN_AT_ZERO, "onnx-explicit-padding"}),
+    "reactnet": (ReActNet, 2, {SIGN_AT_ZERO}),
+    "xnor": (XnorNet, 2, {"onnx-float-mul"}),
+    "binarydensenet": (BinaryDenseNet, 4, {SIGN_AT_ZERO}),
+    "binary_linear_head": (BinaryLinearHead, 1, {SIGN_AT_ZERO}),
 }
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_exports_binary_and_matches_onnx_runtime(family: str, tmp_path: Path) -> None:
-    factory, binary_convs = FAMILIES[family]
+    factory, bconvs, findings = FAMILIES[family]
     torch.manual_seed(0)
     onnx_path = export_onnx(factory(), tmp_path / f"{family}.onnx")
 
     result = export(onnx_path, target="arm64", output_dir=tmp_path / "out", validate_samples=8)
 
-    assert result.op_counts.get("LceBconv2d", 0) == binary_convs
+    assert result.op_counts.get("LceBconv2d", 0) == bconvs
     assert not result.audit.stayed_float
+    onnx_findings = [d for d in result.audit.diagnostics if d.code.startswith("onnx-")]
+    assert {d.code for d in onnx_findings} == findings
+    assert all(d.message.startswith("ONNX node /") for d in onnx_findings)
     assert result.parity is not None and result.parity.passed, result.parity.failures
     assert result.parity.top1_agreement == 1.0

@@ -14,12 +14,13 @@ the sign (both are monotone), so a pending sign passes through it.
 
 Zero padding of a binarized tensor is PyTorch's padding with 0, which is
 LCE's ``pad_values=0``: Larq's ``padding="same"`` (which is ``pad_values=0``)
-when PyTorch's padding equals TensorFlow's SAME for the shape at hand;
-otherwise (PyTorch pads both sides; e.g. stride 2 on an even size) the input is
-padded explicitly with 0.0, which the sign turns into +1, followed by a VALID
-binary conv and a constant ``ADD`` that subtracts what the padded +1s
-contributed (the kernel summed over the padded taps, per output position):
-exact, one float ``ADD``.
+when PyTorch's padding equals TensorFlow's SAME for the shape at hand.
+Otherwise (PyTorch pads both sides; e.g. stride 2 on an even size) a binary
+tensor cannot hold the 0s, but 0 is the mean of +1 and -1: the layer becomes
+the mean of two VALID binary convs, of the input padded with +1 and with -1
+(exact; twice that layer's binary work; a constant correction ``ADD`` would be
+cheaper, but LCE 0.16 fuses a position-dependent ``ADD`` into the bconv's 1-D
+bias and produces a model its interpreter refuses).
 """
 
 from __future__ import annotations
@@ -128,6 +129,30 @@ def padding_mode(
         if begin != pads[axis] or out != ours:
             return "explicit"
     return "same"
+
+
+def trim_unused_end(
+    shape_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    pads: tuple[int, int, int, int],
+) -> tuple[int, int, int, int]:
+    """``pads`` without end rows/columns no window reaches (PyTorch's stride-2 padding has one).
+
+    Needed for correctness, not only size: LCE 0.16's fuse-padding pass turns
+    ``PAD(1, 1)`` + VALID conv into a SAME conv whenever the output size is
+    ``ceil(size / stride)``, without checking that SAME pads the same way; for
+    stride 2 on an even size SAME pads (0, 1), so the fused conv is shifted.
+    Trimmed pads (1, 0) are left alone by that pass.
+    """
+    ends = []
+    for axis in (0, 1):
+        extent = (kernel[axis] - 1) * dilations[axis] + 1
+        size, begin, end = shape_hw[axis], pads[axis], pads[axis + 2]
+        out = (size + begin + end - extent) // strides[axis] + 1
+        ends.append(max(min(end, (out - 1) * strides[axis] + extent - size - begin), 0))
+    return (pads[0], pads[1], ends[0], ends[1])
 
 
 def _nhwc_constant(value: np.ndarray, rank: int) -> np.ndarray:
@@ -311,6 +336,8 @@ class KerasBuilder:
         if signed:
             pads = tuple(a + b for a, b in zip(value.pads, pads, strict=True))
         mode = padding_mode(tuple(x.shape[1:3]), k, strides, dilations, pads)  # type: ignore[arg-type]
+        if mode == "explicit":
+            pads = trim_unused_end(tuple(x.shape[1:3]), k, strides, dilations, pads)  # type: ignore[arg-type]
         alpha = _binary_scale(weights)
         kernel = np.sign(weights) if alpha is not None else weights
         common = {
@@ -323,51 +350,86 @@ class KerasBuilder:
         if signed:
             self._note_float_weights(node, alpha)
             if mode == "explicit":
-                self.note(
-                    node,
-                    "onnx-explicit-padding",
-                    f"its zero padding {pads} (top, left, bottom, right) is not TensorFlow's SAME "
-                    "for this shape: padded with +1 and corrected by a constant ADD (exact, "
-                    "one float op)",
-                    "pad symmetrically where TensorFlow does (e.g. odd input sizes) to save it",
+                return self._binary_conv_zero_padded(
+                    node, x, kernel, alpha, bias, pads, group, common
                 )
-                x = self.keras.layers.ZeroPadding2D(
-                    ((pads[0], pads[2]), (pads[1], pads[3])), name=f"{node.layer}.pad"
-                )(x)
-            layer = self.lq.layers.QuantConv2D(
-                weights.shape[0],
-                padding="same" if mode == "same" else "valid",
-                pad_values=0.0,
-                groups=group,
-                input_quantizer="ste_sign",
-                kernel_quantizer="ste_sign" if alpha is not None else None,
-                **common,
+            y = self._binary_conv(x, kernel, alpha, group, mode, common)
+            return self._scale_and_bias(node, y, alpha, bias)
+        if alpha is not None:
+            self.note(
+                node,
+                "onnx-float-input",
+                "its weights are ±α per output channel but its input is not binarized, so it "
+                "stays a float CONV_2D",
+                "put a sign (torch.sign or the straight-through estimator) on its input",
             )
-            y = layer(x)
-            layer.set_weights([kernel.transpose(2, 3, 1, 0)])
-            if alpha is not None:
-                self.binary_layers.append(node.layer)
-            offset = None
-            if mode == "explicit":
-                offset = -_padding_contribution(
-                    kernel, tuple(x.shape[1:3]), pads, strides, dilations
-                )
-        else:
-            if alpha is not None:
-                self.note(
-                    node,
-                    "onnx-float-input",
-                    "its weights are ±α per output channel but its input is not binarized, so it "
-                    "stays a float CONV_2D",
-                    "put a sign (torch.sign or the straight-through estimator) on its input",
-                )
-                alpha = None
-                kernel = weights
-            if mode == "explicit":
-                x = self.pad(x, pads, 0.0, f"{node.layer}.pad")
-            y = self._float_conv(node, x, kernel, group, mode, common)
-            offset = None
-        return self._scale_and_bias(node, y, alpha, bias, offset)
+        if mode == "explicit":
+            x = self.pad(x, pads, 0.0, f"{node.layer}.pad")
+        y = self._float_conv(node, x, weights, group, mode, common)
+        return self._scale_and_bias(node, y, None, bias)
+
+    def _binary_conv(
+        self,
+        x: Any,
+        kernel: np.ndarray,
+        alpha: np.ndarray | None,
+        group: int,
+        mode: str,
+        common: dict[str, Any],
+    ) -> Any:
+        """A Larq ``QuantConv2D`` of sign(x); a ``ste_sign`` kernel when ``alpha`` says ±α."""
+        layer = self.lq.layers.QuantConv2D(
+            kernel.shape[0],
+            padding="same" if mode == "same" else "valid",
+            pad_values=0.0,
+            groups=group,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign" if alpha is not None else None,
+            **common,
+        )
+        y = layer(x)
+        layer.set_weights([kernel.transpose(2, 3, 1, 0)])
+        if alpha is not None:
+            self.binary_layers.append(common["name"])
+        return y
+
+    def _binary_conv_zero_padded(
+        self,
+        node: Node,
+        x: Any,
+        kernel: np.ndarray,
+        alpha: np.ndarray | None,
+        bias: np.ndarray | None,
+        pads: tuple[int, int, int, int],
+        group: int,
+        common: dict[str, Any],
+    ) -> Any:
+        """sign(x) zero-padded by ``pads`` that SAME cannot express, then a VALID binary conv.
+
+        A binary input cannot hold 0, but 0 is the mean of +1 and -1: the result
+        is the mean of the conv of sign(x) padded with +1 and with -1 (exact).
+        Each half carries ``α / 2`` (fused into its bconv's multiplier).
+        """
+        self.note(
+            node,
+            "onnx-explicit-padding",
+            f"its zero padding {pads} (top, left, bottom, right) is not TensorFlow's SAME for "
+            "this shape; computed exactly as the mean of two binary convs (padded with +1 and "
+            "with -1), which doubles this layer's binary work",
+            "pad where TensorFlow's SAME does (e.g. odd input sizes for stride 2) to save it",
+        )
+        half = (alpha if alpha is not None else np.ones(kernel.shape[0], np.float32)) / 2
+        halves = []
+        for fill, suffix in ((0.0, ""), (-1.0, ".minus_pad")):
+            padded = self.pad(x, pads, fill, f"{node.layer}{suffix}.pad")
+            y = self._binary_conv(
+                padded, kernel, alpha, group, "valid", {**common, "name": node.layer + suffix}
+            )
+            halves.append(
+                self.custom.ChannelAffine(half, None, name=f"{node.layer}{suffix}.scale")(y)
+            )
+        y = self.keras.layers.Add(name=f"{node.layer}.zero_pad")(halves)
+        return self._scale_and_bias(node, y, None, bias)
 
     def _conv_pads(
         self,
@@ -426,19 +488,11 @@ class KerasBuilder:
             )
 
     def _scale_and_bias(
-        self,
-        node: Node,
-        y: Any,
-        alpha: np.ndarray | None,
-        bias: np.ndarray | None,
-        offset: np.ndarray | None,
+        self, node: Node, y: Any, alpha: np.ndarray | None, bias: np.ndarray | None
     ) -> Any:
-        """``y * α + bias + α * offset`` as one ChannelAffine (skipped when it is the identity)."""
+        """``y * α + bias`` as one ChannelAffine (none when it is the identity)."""
         scale = None if alpha is None or np.all(alpha == 1.0) else alpha
         add = None if bias is None else np.asarray(bias, np.float32)
-        if offset is not None:
-            shifted = offset * (alpha if alpha is not None else 1.0)
-            add = shifted if add is None else shifted + add
         if scale is None and add is None:
             return y
         return self.custom.ChannelAffine(scale, add, name=f"{node.layer}.scale")(y)
@@ -499,7 +553,7 @@ class KerasBuilder:
         layer.set_weights([kernel[None, None]])
         if alpha is not None:
             self.binary_layers.append(node.layer)
-        y = self._scale_and_bias(node, y, alpha, bias, None)
+        y = self._scale_and_bias(node, y, alpha, bias)
         return self.keras.layers.Reshape((units,), name=f"{node.layer}.flatten")(y)
 
     # --- normalization and activations -------------------------------------------------
@@ -649,6 +703,8 @@ class KerasBuilder:
             raise self.fail(node, "uses ceil_mode or dilation", "use ceil_mode=False, dilation 1")
         pads = self._conv_pads(node, x, k, strides, (1, 1))
         mode = padding_mode(tuple(x.shape[1:3]), k, strides, (1, 1), pads)  # type: ignore[arg-type]
+        if mode == "explicit":
+            pads = trim_unused_end(tuple(x.shape[1:3]), k, strides, (1, 1), pads)  # type: ignore[arg-type]
         return k, strides, pads, mode  # type: ignore[return-value]
 
     def op_MaxPool(self, node: Node) -> Any:
@@ -739,39 +795,6 @@ class KerasBuilder:
         return self.values[node.inputs[0]]
 
     op_Dropout = op_Identity
-
-
-def _padding_contribution(
-    kernel: np.ndarray,
-    shape_hw: tuple[int, int],
-    pads: tuple[int, int, int, int],
-    strides: tuple[int, ...],
-    dilations: tuple[int, ...],
-) -> np.ndarray:
-    """What +1s at the padded positions add to a VALID conv: ``(H_out, W_out, C_out)``.
-
-    ``shape_hw`` is the padded input's size; ``kernel`` is OIHW.
-    """
-    height, width = shape_hw
-    top, left, bottom, right = pads
-    inside = np.zeros((height, width), np.float32)
-    inside[top : height - bottom, left : width - right] = 1.0
-    outside = 1.0 - inside
-    cout, _, kh, kw = kernel.shape
-    out_h = (height - (kh - 1) * dilations[0] - 1) // strides[0] + 1
-    out_w = (width - (kw - 1) * dilations[1] - 1) // strides[1] + 1
-    # Every input channel (of every group) is padded alike: per output channel
-    # and tap, the kernel summed over its input channels.
-    tap_sums = kernel.sum(axis=1)  # (O, kh, kw)
-    result = np.zeros((out_h, out_w, cout), np.float32)
-    for i in range(kh):
-        for j in range(kw):
-            rows = outside[
-                i * dilations[0] : i * dilations[0] + (out_h - 1) * strides[0] + 1 : strides[0],
-                j * dilations[1] : j * dilations[1] + (out_w - 1) * strides[1] + 1 : strides[1],
-            ]
-            result += rows[..., None] * tap_sums[:, i, j][None, None, :]
-    return result
 
 
 def _tf_name(name: str) -> str:
