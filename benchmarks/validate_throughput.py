@@ -1,29 +1,31 @@
-"""Validation throughput for BinaryDenseNet28 at 224x224, and reference-executor agreement.
+"""Validation throughput for BinaryDenseNet28 at 224x224: cold and warm Keras-output cache.
 
-    .venv/bin/python benchmarks/validate_throughput.py [--samples 64] [--repeats 3]
-        [--workers 1,2,0] [--seed 1]
+    .venv/bin/python benchmarks/validate_throughput.py [--samples 16] [--repeats 2]
+        [--seed 1] [--reference]
 
 Builds BinaryDenseNet28 (224x224, 1000 classes; Keras weights seeded, batch
-norms randomised by ``models.randomize_batchnorm`` so that repeated runs check
-the same model), converts it with LCE, and prints:
+norms randomised by ``models.randomize_batchnorm``), saves it as a ``.keras``
+checkpoint and exports it with LCE, then prints samples/s of:
 
-1. throughput (samples/s) of ``validate`` end to end for each ``--workers``
-   value (the first is the default on this machine), next to its parts: Keras
-   alone (all cores, as validate runs it), the stock LCE interpreter in one
-   process (indirect and default kernels) and in the worker pool, and the
-   ceiling those parts allow on this machine: Keras and the interpreter
-   sharing every core perfectly, ``1 / (1/keras + 1/(cores * lce))``. Each
-   figure is the median of ``--repeats`` rounds; rounds interleave the rows
-   (the machine is shared and noisy);
-2. the numpy reference executor against the LCE interpreter at full size:
-   every intermediate tensor for one photo (integer tensors bit for bit),
-   end-to-end outputs for all photos, and its time per sample.
+1. ``validate`` end to end with a cold cache (loads the checkpoint, runs Keras
+   and LCE's interpreter; the cache folder is emptied before each round) and
+   with a warm cache (the Keras outputs are read back: only the flatbuffer
+   side runs);
+2. its parts: Keras alone (all cores, batches of 16) and LCE's interpreter
+   alone (one process, indirect kernel);
+3. the ceiling those parts allow on this machine for a cold run, Keras and the
+   interpreter sharing every core perfectly: ``1 / (1/keras + 1/(cores * lce))``.
+
+Each figure is the median of ``--repeats`` rounds; rounds interleave the rows
+(the machine is shared and noisy). ``--reference`` also compares the numpy
+reference executor with LCE's interpreter on every tensor of one photo.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -36,10 +38,12 @@ from bnnconvert import _tf, ir, models, reference
 from bnnconvert.preprocessing import PRESETS
 from bnnconvert.validate import validate
 from bnnconvert.validation.data import photos as sample_photos
-from bnnconvert.validation.runner import InterpreterRun, default_workers, keras_predict
+from bnnconvert.validation.runner import keras_predict
 
 KERAS = "Keras alone (batches of 16, all cores)"
 LCE = "LCE interpreter alone, 1 process, indirect kernel"
+COLD = "validate, cold cache (load checkpoint + Keras + LCE)"
+WARM = "validate, warm cache (LCE only)"
 
 
 def seconds(fn: Callable[[], object]) -> float:
@@ -48,19 +52,41 @@ def seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def reference_agreement(flatbuffer: bytes, photo: np.ndarray) -> str:
+    """Every tensor of one photo: reference executor vs LCE's reference bconv kernel."""
+    model = ir.read(flatbuffer)
+    wanted = [t for op in model.subgraphs[0].operators for t in op.outputs]
+    cut = _tf.lce_interpreter(
+        ir.write(reference.with_outputs(model, wanted)), use_reference_bconv=True
+    )
+    theirs = dict(zip(wanted, cut.predict(photo), strict=True))
+    start = time.perf_counter()
+    ours = reference.run(model, [photo])
+    took = time.perf_counter() - start
+    exact = same = 0
+    worst = 0.0
+    for index, expected in theirs.items():
+        got = ours[index]
+        if got.dtype.kind in "iu":
+            exact += 1
+            same += int(np.array_equal(got, expected))
+        else:
+            scale = max(float(np.abs(expected).max()), 1e-6)
+            worst = max(worst, float(np.abs(got - expected).max()) / scale)
+    return (
+        f"reference executor vs LCE interpreter (reference bconv), one photo, every tensor: "
+        f"{same}/{exact} integer tensors bit-exact, {len(theirs) - exact} float tensors with "
+        f"max error {worst:.2e} of their scale; {took:.2f} s/sample"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--workers", default=None, help="comma-separated worker counts for validate rows"
-    )
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reference", action="store_true")
     args = parser.parse_args()
-    default = default_workers()
-    worker_counts = (
-        [int(w) for w in args.workers.split(",")] if args.workers else sorted({default, 2, 0})
-    )
 
     keras = _tf.keras()
     keras.utils.set_random_seed(args.seed)
@@ -73,53 +99,36 @@ def main() -> None:
         [photos[i % len(photos)][None] + rng.normal(0, 0.05, (1, 224, 224, 3)).astype("float32")
          for i in range(args.samples)]
     )  # fmt: skip
-    n = len(x)
-    cores = len(os.sched_getaffinity(0))
+    n, cores = len(x), len(os.sched_getaffinity(0))
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.tflite"
+        folder = Path(tmp)
+        ckpt = folder / "bdn28.keras"
+        keras_model.save(ckpt)
+        path = folder / "model.tflite"
         path.write_bytes(flatbuffer)
-        np.savez(Path(tmp) / "data.npz", x=x)
+        np.savez(folder / "data.npz", x=x)
+        cache_folder = folder / "cache"
+        os.environ["BNNCONVERT_CACHE"] = str(cache_folder)
         keras_predict(keras_model, x[:16])  # trace once
+        interpreter = _tf.lce_interpreter(flatbuffer, use_indirect_bgemm=True)
         results = {}
 
-        def end_to_end(workers: int) -> Callable[[], object]:
+        def run_validate(label: str, cold: bool) -> Callable[[], object]:
             def go() -> None:
-                results[workers] = validate(
-                    tmp, path, data=Path(tmp) / "data.npz", keras_model=keras_model,
-                    workers=workers,
-                )  # fmt: skip
+                if cold:
+                    shutil.rmtree(cache_folder, ignore_errors=True)
+                results[label] = validate(ckpt, path, data=folder / "data.npz")
 
             return go
 
-        sub = x[: max(4, n // 8)]
-        interpreters = {
-            kernel: _tf.lce_interpreter(flatbuffer, **options)
-            for kernel, options in (("indirect", {"use_indirect_bgemm": True}), ("default", {}))
-        }
-
-        def lce_alone(kernel: str) -> Callable[[], object]:
-            interpreter = interpreters[kernel]
-            return lambda: [interpreter.predict(s[None]) for s in sub]
-
-        def pool(workers: int) -> Callable[[], object]:
-            def go() -> None:
-                with InterpreterRun(flatbuffer, ir.read(flatbuffer), x, workers=workers) as run:
-                    run.result()
-
-            return go
-
-        rows: list[tuple[str, Callable[[], object], int]] = []  # (label, work, samples it does)
-        for w in worker_counts:
-            how = "in process, after Keras" if w == 0 else f"{w} interpreter worker process(es)"
-            mark = " [default]" if w == default else ""
-            rows.append((f"validate end to end, {how}{mark}", end_to_end(w), n))
-        rows += [
+        rows: list[tuple[str, Callable[[], object], int]] = [
+            (COLD, run_validate(COLD, cold=True), n),
+            (WARM, run_validate(WARM, cold=False), n),
             (KERAS, lambda: keras_predict(keras_model, x), n),
-            (LCE, lce_alone("indirect"), len(sub)),
-            ("LCE interpreter alone, 1 process, default kernel", lce_alone("default"), len(sub)),
-            (f"LCE interpreter alone, {cores} worker processes", pool(cores), n),
-        ]
+            (LCE, lambda: [interpreter.predict(s[None]) for s in x[: max(4, n // 4)]],
+             max(4, n // 4)),
+        ]  # fmt: skip
         rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
         for _ in range(args.repeats):
             for label, work, done in rows:
@@ -136,49 +145,21 @@ def main() -> None:
         spread = ", ".join(f"{r:.1f}" for r in rates[label])
         print(f"| {label:62} | {value:9.1f} | {spread} |")
     print(
-        f"| {'ceiling: Keras + LCE sharing all cores perfectly':62} | {ceiling:9.1f} | "
+        f"| {'ceiling (cold): Keras + LCE sharing all cores perfectly':62} | {ceiling:9.1f} | "
         f"1/(1/{keras_rate:.1f} + 1/({cores}*{lce_rate:.1f})) |"
     )
-    for w, result in results.items():
-        print(f"\nvalidate (workers={w}): {result.summary()}")
-        print(f"  of its {result.seconds:.1f} s, localization {result.localization_seconds:.1f} s")
-        for note in result.notes:
-            print(f"  {note}")
-
-    # Reference executor vs the LCE interpreter at full size.
-    model = ir.read(flatbuffer)
-    graph = model.subgraphs[0]
-    wanted = [t for op in graph.operators for t in op.outputs]
-    cut = _tf.lce_interpreter(
-        ir.write(reference.with_outputs(model, wanted)), use_reference_bconv=True
-    )
-    theirs = dict(zip(wanted, cut.predict(photos[:1]), strict=True))
-    start = time.perf_counter()
-    ours = reference.run(model, [photos[:1]])
-    ref_seconds = time.perf_counter() - start
-    exact = same = 0
-    worst = 0.0
-    for index, expected in theirs.items():
-        got = ours[index]
-        if got.dtype.kind in "iu":
-            exact += 1
-            same += int(np.array_equal(got, expected))
-        else:
-            scale = max(float(np.abs(expected).max()), 1e-6)
-            worst = max(worst, float(np.abs(got - expected).max()) / scale)
     print(
-        f"\nreference executor vs LCE interpreter (reference bconv), one photo, every tensor: "
-        f"{same}/{exact} integer tensors bit-exact, {len(theirs) - exact} float tensors with "
-        f"max error {worst:.2e} of their scale; reference executor {ref_seconds:.2f} s/sample"
+        f"\ncold: {median[COLD] / ceiling:.0%} of the ceiling; warm: "
+        f"{median[WARM] / lce_rate:.2f}x LCE's own rate"
     )
-    indirect = _tf.lce_interpreter(flatbuffer, use_indirect_bgemm=True)
-    lce_out = indirect.predict(photos)
-    ref_out = reference.run(model, [photos])[graph.outputs[0]]
-    print(
-        f"end to end on {len(photos)} photos (indirect kernel): max abs error "
-        f"{np.abs(lce_out - ref_out).max():.2e}, top-1 agreement "
-        f"{np.mean(lce_out.argmax(1) == ref_out.argmax(1)):.0%}"
-    )
+    for label, result in results.items():
+        print(f"\n{label}: {result.summary()} (Keras outputs: cache {result.keras_cache})")
+        print(
+            f"  of its {result.seconds:.1f} s: Keras side {result.keras_seconds:.1f} s, "
+            f"localization {result.localization_seconds:.1f} s"
+        )
+    if args.reference:
+        print("\n" + reference_agreement(flatbuffer, photos[:1]))
 
 
 if __name__ == "__main__":

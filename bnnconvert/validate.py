@@ -71,7 +71,13 @@ from bnnconvert.validation.data import data_digest, load_data
 from bnnconvert.validation.identity import check_origin
 from bnnconvert.validation.localize import LayerReport
 from bnnconvert.validation.outputs import OutputReport
-from bnnconvert.validation.runner import KERNELS, InterpreterRun, Progress, keras_predict
+from bnnconvert.validation.runner import (
+    KERNELS,
+    InterpreterRun,
+    Progress,
+    default_workers,
+    keras_predict,
+)
 
 __all__ = ["KERNELS", "LayerReport", "ValidationResult", "quick_check", "render_layers", "validate"]
 
@@ -234,7 +240,8 @@ def validate(
         layers: always check layer by layer, not only when the outputs differ.
         kernel: LCE binary kernel: ``indirect`` (default), ``reference`` or ``default``.
         workers: worker processes for the LCE interpreter; 0 runs it in this
-            process after Keras (default: one per CPU but one, which stays with Keras).
+            process after Keras (default: one per CPU but one, which stays with
+            Keras; one per CPU when the Keras outputs come from the cache).
         lossy: judge as a lossy export even if nothing says it is one.
         fail_on_ties: make ``pass (ties)`` a failure (``passed`` False).
         use_cache: read and write cached Keras outputs (only when ``keras_model`` is None).
@@ -281,12 +288,14 @@ def validate(
         loaded = checkpoint.load(ckpt, trust=trust_checkpoint, custom_objects=custom_objects)
         return loaded.model, loaded.reference_run
 
+    keras_started = time.perf_counter()
+    cached = cache.load(key) if key else None
+    if workers is None and cached is not None:
+        workers = default_workers() + 1  # no Keras to run: every core interprets
     # The interpreter workers start first; Keras runs in this process meanwhile.
     with InterpreterRun(
         flatbuffer, fb_model, x, kernel=kernel, workers=workers, progress=progress
     ) as run:
-        keras_started = time.perf_counter()
-        cached = cache.load(key) if key else None
         model = None
         if cached is not None:
             reference_outputs, summary = cached
@@ -566,7 +575,8 @@ def render_layers(reports: Sequence[LayerReport]) -> list[str]:
             )
         else:
             figures = f"max abs {r.max_abs_error:.3g}  cos {r.cosine:.6f}"
-        lines.append(
-            f"{r.cause:17}  {r.keras_layer:28} {'+'.join(r.ops):36} {r.meaning:22} {figures}"
-        )
+        what = r.meaning
+        if r.compared_with != r.keras_layer:
+            what += f" of {r.compared_with}"
+        lines.append(f"{r.cause:17}  {r.keras_layer:28} {'+'.join(r.ops):32} {what:44} {figures}")
     return lines

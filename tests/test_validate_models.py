@@ -192,6 +192,27 @@ def test_ties_pass_with_counts_and_a_real_fault_still_fails(tie_model, tmp_path,
         validate(tmp_path, broken, raise_on_fail=True, **common)
 
 
+def test_an_op_the_reference_lacks_leaves_later_layers_unchecked(tmp_path):
+    keras = _tf.keras()
+    tf = _tf.tensorflow()
+    _tf.keras().utils.set_random_seed(5)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inp)
+    x = keras.layers.Dense(4, name="dense")(keras.layers.Flatten()(x))
+    model = keras.Model(inp, tf.nn.log_softmax(x), name="log_softmax")
+    path = tmp_path / "model.tflite"
+    path.write_bytes(bytes(_tf.lce().convert_keras_model(model)))
+    x = np.random.default_rng(5).uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    result = validate(tmp_path, path, data=tmp_path / "x.npz", keras_model=model, layers=True)
+    assert result.verdict == "pass"
+    assert [r.keras_layer for r in result.layers] == ["conv", "flatten", "dense"]
+    assert result.unchecked == [
+        "layers from operator 3 (LOG_SOFTMAX) on are not checked: the reference executor "
+        "does not implement it"
+    ]
+
+
 def test_quick_check_never_aborts(tiny_bnn, tiny_bnn_tflite):
     model = ir.read(tiny_bnn_tflite)
     model.subgraphs[0].inputs.append(model.subgraphs[0].inputs[0])  # two inputs: unsupported
