@@ -262,48 +262,20 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
         written_by = macs.producers(graph)
         counted = [macs.count_op(graph_ir, graph, op, written_by) for op in graph.operators]
         per_subgraph.append(macs.totals(counted))
-        role: dict[int, str] = {}  # weight tensor -> weight-group label
-        binary_channels: dict[int, int] = {}
-        for i, (op, c) in enumerate(zip(graph.operators, counted, strict=True)):
-            ops.append(
-                OpInfo(
-                    s,
-                    i,
-                    op.opcode,
-                    [tensors[t] if t >= 0 else None for t in op.inputs],
-                    [tensors[t] for t in op.outputs],
-                    _options_view(op),
-                    c.macs if c else 0,
-                    c.kind if c else None,
-                )
+        ops += [
+            OpInfo(
+                s,
+                i,
+                op.opcode,
+                [tensors[t] if t >= 0 else None for t in op.inputs],
+                [tensors[t] for t in op.outputs],
+                _options_view(op),
+                c.macs if c else 0,
+                c.kind if c else None,
             )
-            if c is None:
-                continue
-            for position, is_bias in ((c.filter, False), (c.bias, True)):
-                if position is None:
-                    continue
-                source_t = macs.constant_source(graph_ir, graph, op.inputs[position], written_by)
-                if source_t is None or source_t in role:
-                    continue
-                if c.kind == "binary":
-                    role[source_t] = BINARY_WEIGHTS
-                    shape = graph.tensors[op.inputs[position]].shape
-                    binary_channels[source_t] = macs.bconv_channels(op, shape)
-                else:
-                    role[source_t] = _weight_label(graph.tensors[source_t], is_bias)
-        for t, tensor in enumerate(graph.tensors):
-            size = len(graph_ir.buffers[tensor.buffer])
-            if not size:
-                continue
-            label = role.get(t)
-            params = tensor.num_elements
-            if label == BINARY_WEIGHTS:
-                depth = tensor.shape[-1] if tensor.shape else 1
-                params = params // max(depth, 1) * binary_channels[t]
-            group = weights.setdefault(label, WeightGroup()) if label else other
-            group.tensors += 1
-            group.parameters += params
-            group.bytes += size
+            for i, (op, c) in enumerate(zip(graph.operators, counted, strict=True))
+        ]
+        _add_weights(graph_ir, graph, counted, written_by, weights, other)
     weight_bytes = sum(g.bytes for g in weights.values())
     weight_params = sum(g.parameters for g in weights.values())
     entries, model_info, notes = _metadata(graph_ir, data)
@@ -323,6 +295,47 @@ def inspect_model(model: Path | str | bytes) -> InspectResult:
         model_info=model_info,
         notes=notes,
     )
+
+
+def _add_weights(
+    model: ir.Model,
+    graph: ir.Subgraph,
+    counted: list[macs.OpMacs | None],
+    written_by: dict[int, int],
+    weights: dict[str, WeightGroup],
+    other: WeightGroup,
+) -> None:
+    """Add every constant of ``graph`` to its weight group (by kind) or to ``other``."""
+    role: dict[int, str] = {}  # weight tensor -> weight-group label
+    binary_channels: dict[int, int] = {}
+    for op, c in zip(graph.operators, counted, strict=True):
+        if c is None:
+            continue
+        for position, is_bias in ((c.filter, False), (c.bias, True)):
+            if position is None:
+                continue
+            source = macs.constant_source(model, graph, op.inputs[position], written_by)
+            if source is None or source in role:
+                continue
+            if c.kind == "binary":
+                role[source] = BINARY_WEIGHTS
+                shape = graph.tensors[op.inputs[position]].shape
+                binary_channels[source] = macs.bconv_channels(op, shape)
+            else:
+                role[source] = _weight_label(graph.tensors[source], is_bias)
+    for t, tensor in enumerate(graph.tensors):
+        size = len(model.buffers[tensor.buffer])
+        if not size:
+            continue
+        label = role.get(t)
+        params = tensor.num_elements
+        if label == BINARY_WEIGHTS:
+            depth = tensor.shape[-1] if tensor.shape else 1
+            params = params // max(depth, 1) * binary_channels[t]
+        group = weights.setdefault(label, WeightGroup()) if label else other
+        group.tensors += 1
+        group.parameters += params
+        group.bytes += size
 
 
 def _signatures(
