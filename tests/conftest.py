@@ -6,7 +6,7 @@ The helpers behind them live in ``tests/helpers.py`` (importable by tests).
 from __future__ import annotations
 
 import pytest
-from helpers import make_tiny_bnn
+from helpers import BUNDLED, make_tiny_bnn
 
 from bnnconvert import _tf
 
@@ -21,3 +21,14 @@ def tiny_bnn():
 def tiny_bnn_tflite(tiny_bnn) -> bytes:
     """``tiny_bnn`` converted by LCE's converter (arm target)."""
     return _tf.lce().convert_keras_model(tiny_bnn)
+
+
+@pytest.fixture(scope="session")
+def bundled_export(tmp_path_factory):
+    """The bundled digits model exported once per session (arm64, defaults): an ExportResult.
+
+    Shared by every module that only reads the export; don't modify its files.
+    """
+    from bnnconvert.export import export
+
+    return export(BUNDLED, target="arm64", output_dir=tmp_path_factory.mktemp("digits-arm64"))

@@ -29,12 +29,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def bundled_model(tmp_path_factory) -> Path:
-    """The bundled digits model, exported the default way."""
-    from bnnconvert.export import export
-
-    out = tmp_path_factory.mktemp("digits")
-    return export(Path(__file__).parents[1] / "models" / "digits", output_dir=out).model_path
+def bundled_model(bundled_export) -> Path:
+    """The bundled digits model, exported the default way (once per session)."""
+    return bundled_export.model_path
 
 
 @pytest.fixture

@@ -21,10 +21,7 @@ from bnnconvert.preprocessing import parse_preprocessing
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "models" / "digits"
 
-
-@pytest.fixture(scope="module")
-def bundled_export(tmp_path_factory):
-    return export(BUNDLED, target="arm64", output_dir=tmp_path_factory.mktemp("digits"))
+# bundled_export (conftest.py): the bundled model exported once per session, arm64.
 
 
 def test_export_writes_model_and_report(bundled_export) -> None:
