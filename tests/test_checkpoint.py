@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +186,72 @@ def test_published_zoo_file_name_is_accepted_with_arch(tmp_path, small_model) ->
     (folder / "weights.h5").unlink()
     loaded = checkpoint.load(folder, arch="binarydensenet_digits", input_shape=(32, 32, 1))
     assert loaded.architecture == "binary_densenet_digits"
+
+
+_LOAD_ALL = """
+import sys
+from bnnconvert import checkpoint
+for arg in sys.argv[1:]:
+    path, _, arch = arg.partition("@")
+    shape = (32, 32, 1) if arch else None
+    print(checkpoint.load(path, arch=arch or None, input_shape=shape).format)
+"""
+
+
+def _clean_env() -> dict[str, str]:
+    """What ``env -i PATH=/usr/bin:/bin HOME=$HOME`` leaves: no TF_* variables at all."""
+    return {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
+
+
+def test_every_format_loads_quietly_from_a_clean_environment(tmp_path, small_model) -> None:
+    """Issue 11.1: no TF_USE_LEGACY_KERAS, no TF_CPP_MIN_LOG_LEVEL, nothing on stderr."""
+    small_model.save(tmp_path / "m.keras")
+    small_model.save(tmp_path / "m.h5")
+    small_model.save(tmp_path / "sm", save_format="tf")
+    small_model.save_weights(tmp_path / "weights.h5")
+    (tmp_path / "tfckpt").mkdir()
+    small_model.save_weights(str(tmp_path / "tfckpt" / "ckpt"))
+    (tmp_path / "tfckpt" / "bnnconvert.json").write_text(
+        json.dumps(
+            {"architecture": "binarydensenet_digits", "input_shape": [32, 32, 1], "num_classes": 10}
+        )
+    )
+    args = [
+        str(tmp_path / "sm"),
+        str(tmp_path / "m.keras"),
+        str(tmp_path / "m.h5"),
+        str(tmp_path / "tfckpt"),
+        f"{tmp_path / 'weights.h5'}@binarydensenet_digits",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_ALL, *args],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.stderr == ""
+    assert done.stdout.split() == ["savedmodel", "keras", "h5", "tf-checkpoint", "h5-weights"]
+
+
+@pytest.mark.slow
+def test_cli_exports_a_saved_model_from_a_clean_shell(tmp_path, small_model) -> None:
+    """``env -i PATH=/usr/bin:/bin HOME=$HOME bnnconvert export SAVEDMODEL``: stderr stays empty."""
+    small_model.save(tmp_path / "sm", save_format="tf")
+    bnnconvert = Path(sys.executable).parent / "bnnconvert"
+    done = subprocess.run(
+        [
+            str(bnnconvert),
+            "export",
+            str(tmp_path / "sm"),
+            "-o",
+            str(tmp_path / "out"),
+            "--no-validate",
+        ],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "out" / "model.tflite").is_file()
