@@ -393,6 +393,7 @@ def test_a_bug_is_one_line_exit_1_and_a_traceback_with_debug(monkeypatch, capsys
     )
     with pytest.raises(TypeError, match="unsupported operand"):
         run(["inspect", "model.tflite", "--debug"])
+    assert "BNNCONVERT_DEBUG" not in os.environ  # --debug ends with its run
 
 
 def call_within(seconds: float, function, *args):

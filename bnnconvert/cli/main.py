@@ -111,7 +111,8 @@ def command() -> Any:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (and exit with it when ``argv`` is None)."""
     args = hoist_global_flags(sys.argv[1:] if argv is None else list(argv))
-    debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    preset = os.environ.get("BNNCONVERT_DEBUG")
+    debug = bool(preset) or "--debug" in args[: args.index("--") if "--" in args else len(args)]
     try:
         command().main(args=args, prog_name="bnnconvert")
         code = 0
@@ -121,12 +122,12 @@ def run(argv: list[str] | None = None) -> int:
         error("interrupted; no partial output was left behind")
         code = 130
     except BnnConvertError as e:
-        if debug or os.environ.get("BNNCONVERT_DEBUG"):
+        if debug:
             traceback.print_exc()
         error(str(e))
         code = e.exit_code
     except MemoryError:
-        if debug or os.environ.get("BNNCONVERT_DEBUG"):
+        if debug:
             traceback.print_exc()
         error(
             "ran out of memory; use a smaller model or input, fewer --samples, "
@@ -134,13 +135,16 @@ def run(argv: list[str] | None = None) -> int:
         )
         code = 2
     except Exception as e:  # a bug: said so in one line; the traceback with --debug
-        if debug or os.environ.get("BNNCONVERT_DEBUG"):
+        if debug:
             raise
         error(
             f"internal error ({type(e).__name__}: {e}); this is a bug in bnnconvert: "
             "rerun with --debug and report the traceback"
         )
         code = 1
+    finally:
+        if preset is None:  # --debug of one in-process run must not outlive it
+            os.environ.pop("BNNCONVERT_DEBUG", None)
     if argv is None:
         sys.exit(code)
     return code
