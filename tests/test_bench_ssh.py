@@ -162,7 +162,7 @@ def test_bench_over_ssh_with_the_python_runner(sshd, tiny_model):
         runs=5,
         warmup=1,
         remote_python=BOARD_PYTHON,
-        identity_file=sshd.user_key,
+        identity=sshd.user_key,
         known_hosts=sshd.known_hosts,
     )
     assert result.complete and result.method == "python-runner"
@@ -201,7 +201,7 @@ def test_injection_named_models_are_harmless_over_ssh(sshd, tmp_path, tiny_bnn_t
             runs=2,
             warmup=1,
             remote_python=BOARD_PYTHON,
-            identity_file=sshd.user_key,
+            identity=sshd.user_key,
             known_hosts=sshd.known_hosts,
         )
         assert [m.name for m in result.models] == NASTY_NAMES
@@ -230,7 +230,7 @@ def test_killing_sshd_mid_run_keeps_partial_results(sshd, tiny_model, tmp_path):
             runs=5000,
             warmup=1,
             remote_python=BOARD_PYTHON,
-            identity_file=sshd.user_key,
+            identity=sshd.user_key,
             known_hosts=sshd.known_hosts,
             progress=kill_after_three_rounds,
         )
@@ -278,7 +278,7 @@ def test_a_key_the_board_refuses_is_an_authentication_failure(sshd, tmp_path, ti
             [tiny_model],
             sshd.spec,
             runs=1,
-            identity_file=stranger,
+            identity=stranger,
             known_hosts=sshd.known_hosts,
         )
     assert str(caught.value).startswith(f"{sshd.spec}: authentication failed: ")

@@ -188,7 +188,7 @@ def bench(
     benchmark_binary: Path | str | None = None,
     op_profiling: bool = False,
     remote_python: str | None = None,
-    identity_file: Path | str | None = None,
+    identity: Path | str | None = None,
     known_hosts: Path | str | None = None,
     adb: str = "adb",
     ssh: str = "ssh",
@@ -221,7 +221,8 @@ def bench(
         benchmark_binary: a local ``lce_benchmark_model`` to push and use.
         op_profiling: ask ``lce_benchmark_model`` for per-op tables.
         remote_python: Python with LCE on an ssh board, for the Python runner.
-        identity_file, known_hosts: ssh key and known-hosts file.
+        identity, known_hosts: ssh private key and known-hosts file (``--identity``,
+            ``--known-hosts``).
         adb, ssh: the executables to use.
         max_seconds: time budget of the stable-median loop.
         progress: called with short status texts (``round 4/50 on local``); the
@@ -267,7 +268,7 @@ def bench(
         device,
         adb=adb,
         ssh=ssh,
-        identity_file=Path(identity_file) if identity_file is not None else None,
+        identity_file=Path(identity) if identity is not None else None,
         known_hosts=Path(known_hosts) if known_hosts is not None else None,
     )
     try:

@@ -88,7 +88,7 @@ def bench(
                 benchmark_binary=benchmark_binary,
                 op_profiling=op_profiling,
                 remote_python=remote_python,
-                identity_file=identity,
+                identity=identity,
                 known_hosts=known_hosts,
                 adb=adb,
                 progress=step,
