@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bnnconvert import _tf, checkpoint_files, limits
-from bnnconvert.config_allowlist import check_config
+from bnnconvert.config_allowlist import check_config, check_loaded_model
 from bnnconvert.errors import CheckpointProblem
 
 METADATA_NAME = "keras_metadata.pb"
@@ -107,7 +107,7 @@ def load_saved_model(folder: Path) -> Any:
             part, checkpoint_files.MAX_CHECKPOINT_BYTES, "a SavedModel's variables"
         )
     keras = _tf.keras()
-    _tf.larq()
+    lq = _tf.larq()
     try:
         with _tf.keras_safe_mode():
             model = keras.models.model_from_config(config)
@@ -125,6 +125,7 @@ def load_saved_model(folder: Path) -> Any:
             f"{prefix}: the variables do not fit the model's config ({_first_line(e)}); "
             "re-save the model with tf-keras"
         ) from e
+    check_loaded_model(model, keras, lq, str(folder))
     return model
 
 
