@@ -249,8 +249,13 @@ def test_export_json_beside_the_model_sets_the_runtime(bundled_model, tmp_path):
     result = bench(str(model), runs=2, autotune=False)  # a str is one model
     assert result.configs == [InterpreterConfig(1, indirect_bgemm=True, xnnpack=False)]
     assert result.notes == [
-        "model.tflite: export.json records target x86_64 (indirect kernel, no XNNPACK)"
+        "model.tflite: export.json records target x86_64 (indirect kernel, no XNNPACK), "
+        "this model's baseline"
     ]
+    tuned = bench(model, runs=2, threads=1)  # autotuning sweeps; the export is the baseline
+    assert len(tuned.configs) == 4
+    assert tuned.baseline(0).config == InterpreterConfig(1, indirect_bgemm=True, xnnpack=False)
+    assert tuned.baseline_label.startswith("the settings export.json records beside the model")
     assert bench(str(model), runs=2, autotune=False, kernel="default").configs == [
         InterpreterConfig(1, indirect_bgemm=False, xnnpack=False)
     ]

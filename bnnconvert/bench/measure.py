@@ -279,8 +279,9 @@ def bench(
         method, program = _choose_method(dev, binary, remote_python, op_profiling)
         notes: list[str] = []
         explicit = configs is not None
+        recorded = _recorded_runtimes(files, method, notes)
         if configs is None:
-            configs = _default_configs(method, info.cores, threads, autotune, kernel, files, notes)
+            configs = _default_configs(method, info.cores, threads, autotune, kernel, recorded)
         elif kernel is not None:
             raise UsageProblem("Expected --kernel or explicit configurations, not both")
         result = BenchResult(
@@ -300,6 +301,7 @@ def bench(
             },
             started_at=_now(),
             notes=notes,
+            exported={i: config for i, (_, config) in recorded.items()},
         )
         if binary is not None:
             result.tools["benchmark_binary_sha256"] = _sha256(binary)
@@ -412,19 +414,34 @@ def _choose_method(
     )
 
 
+def _recorded_runtimes(
+    files: list[ModelFile], method: str, notes: list[str]
+) -> dict[int, tuple[str, InterpreterConfig]]:
+    """{model index: (target, settings)} from each model's ``export.json``; notes say so.
+
+    Only for LCE's Python interpreter, whose options these settings are
+    (``lce_benchmark_model`` on a device keeps its own defaults).
+    """
+    if method != "python-runner":
+        return {}
+    recorded = {i: r for i, f in enumerate(files) if (r := recorded_runtime(f)) is not None}
+    for i, (target, config) in recorded.items():
+        notes.append(
+            f"{files[i].name}: export.json records target {target} ({config.kernel} kernel, "
+            f"{'XNNPACK' if config.xnnpack else 'no XNNPACK'}), this model's baseline"
+        )
+    return recorded
+
+
 def _default_configs(
     method: str,
     cores: int | None,
     threads: int | None,
     autotune: bool,
     kernel: str | None,
-    files: list[ModelFile],
-    notes: list[str],
+    recorded: dict[int, tuple[str, InterpreterConfig]],
 ) -> list[InterpreterConfig]:
-    """The configurations to measure when none are given explicitly.
-
-    Appends to ``notes`` where the kernel choice came from (``export.json``).
-    """
+    """The configurations to measure when none are given explicitly."""
     host_runner = method == "python-runner"
     if kernel is not None and not host_runner:
         raise UsageProblem(
@@ -432,13 +449,6 @@ def _default_configs(
             "--remote-python); lce_benchmark_model uses its own kernels: drop --kernel"
         )
     xnnpack = False if host_runner else None
-    recorded = {f.name: r for f in files if (r := recorded_runtime(f)) is not None}
-    for name, (target, config) in recorded.items():
-        notes.append(
-            f"{name}: export.json records target {target} ({config.kernel} kernel, "
-            f"{'XNNPACK' if config.xnnpack else 'no XNNPACK'})"
-            + ("; autotune measured it among the others" if autotune and host_runner else "")
-        )
     if not autotune:
         count = threads or 1
         if kernel is not None or not host_runner:

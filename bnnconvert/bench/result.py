@@ -36,6 +36,11 @@ class InterpreterConfig:
         return ", ".join(parts)
 
     @property
+    def kernel_and_xnnpack(self) -> tuple[bool, bool]:
+        """The settings an export records, without the thread count."""
+        return self.indirect_bgemm, bool(self.xnnpack)
+
+    @property
     def short(self) -> str:
         """Compact form for narrow tables: ``1T indirect+XNN``."""
         return f"{self.threads}T {self.kernel}" + ("+XNN" if self.xnnpack else "")
@@ -167,6 +172,8 @@ class BenchResult:
     stop_reason: str | None = None
     problem: str | None = None
     notes: list[str] = field(default_factory=list)
+    # model index -> the kernel/XNNPACK settings its export.json records (threads: 1)
+    exported: dict[int, InterpreterConfig] = field(default_factory=dict)
     report_paths: dict[str, Path] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -199,15 +206,37 @@ class BenchResult:
         return min(measured, key=lambda m: m.stats.median_us) if measured else None  # type: ignore[union-attr]
 
     def baseline(self, model: int) -> Measurement | None:
-        """The baseline: LCE's default configuration if measured, else the first one measured."""
-        return self.get(model, LCE_DEFAULT) or next(iter(self.of_model(model)), None)
+        """The configuration others are compared with, for ``model``.
+
+        The settings its ``export.json`` records (fewest threads among those
+        measured with them), else LCE's default configuration, else the first
+        configuration measured.
+        """
+        measured = self.of_model(model)
+        wanted = self.exported.get(model)
+        if wanted is not None:
+            same = [m for m in measured if m.config.kernel_and_xnnpack == wanted.kernel_and_xnnpack]
+            if same:
+                return min(same, key=lambda m: m.config.threads)
+        return self.get(model, LCE_DEFAULT) or next(iter(measured), None)
 
     @property
     def baseline_label(self) -> str:
         """What "baseline" means in this result, in words."""
-        if LCE_DEFAULT in self.configs:
-            return f"LCE's default configuration ({LCE_DEFAULT.label})"
-        return f"the first configuration measured ({self.configs[0].label})"
+        default = (
+            f"LCE's default configuration ({LCE_DEFAULT.label})"
+            if LCE_DEFAULT in self.configs
+            else f"the first configuration measured ({self.configs[0].label})"
+        )
+        if not self.exported:
+            return default
+        if len(self.exported) == len(self.models) and len(set(self.exported.values())) == 1:
+            config = next(iter(self.exported.values()))
+            return (
+                f"the settings export.json records beside the model ({config.kernel} kernel, "
+                f"{'XNNPACK' if config.xnnpack else 'no XNNPACK'}; fewest threads measured)"
+            )
+        return f"the settings export.json records beside a model, else {default}"
 
     def speedup_vs_first_model(self, m: Measurement) -> float | None:
         """median(first model, same configuration) / median(m): above 1, ``m`` is faster."""
@@ -249,6 +278,9 @@ class BenchResult:
             "complete": self.complete,
             "problem": self.problem,
             "notes": self.notes,
+            "exported_settings": {
+                self.models[i].name: c.to_dict() for i, c in sorted(self.exported.items())
+            },
             "device": self.device.to_dict(),
             "method": self.method,
             "models": [asdict(m) for m in self.models],
