@@ -205,15 +205,16 @@ def _signature(model: ir.Model, which: str) -> list[dict[str, Any]]:
             "name": graph.tensors[i].name,
             "shape": list(graph.tensors[i].shape),
             "dtype": graph.tensors[i].dtype,
-            **_edge_quantization(graph.tensors[i]),
+            "quantization": _edge_quantization(graph.tensors[i]),
         }
         for i in indices
     ]
 
 
-def _edge_quantization(tensor: ir.Tensor) -> dict[str, Any]:
+def _edge_quantization(tensor: ir.Tensor) -> dict[str, Any] | None:
+    """``{"scale", "zero_point"}`` of an int8 graph input/output, as in the metadata; None."""
     quant = io_quant.tensor_quantization(tensor)
-    return {} if quant is None else {"scale": quant.scale, "zero_point": quant.zero_point}
+    return None if quant is None else {"scale": quant.scale, "zero_point": quant.zero_point}
 
 
 def op_histogram(model: ir.Model) -> dict[str, int]:
