@@ -9,7 +9,8 @@ API::
     from bnnconvert.mapping import map_layers, VALUE, THRESHOLD, SIGNS
 
     lm = map_layers(keras_model, flatbuffer)   # bytes or ir.Model (subgraph 0)
-    lm.layers["bn2"]          # LayerOps, every top-level Keras layer, in Keras order
+    lm.layers["bn2"]          # LayerOps, every top-level Keras layer, in Keras order (with
+                              # a Sequential model's InputLayer, which model.layers hides)
     lm.layers["bn2"].ops      # op indices the layer took part in (fused ops shared)
     lm.layers["bn2"].own_ops  # op indices it owns (each op has one owner; run these)
     lm.layers["bn2"].inputs   # TensorRefs its own ops read from outside them
@@ -20,6 +21,7 @@ API::
     lm.tensor(t)              # TensorRef for flatbuffer tensor t, or None
     lm.owner[op]              # the layer an op's MACs and findings count for
     lm.outputs                # Keras output name -> graph output tensor (by name, never position)
+    lm.inputs                 # Keras InputLayer name -> graph input tensor (feed the model input)
     lm.unmapped_ops()         # ops traced to no layer
     lm.folds                  # FoldRecords of the fold_sign_scale pass, read from the model
 
@@ -148,9 +150,15 @@ class KerasGraph:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.layers = {layer.name: layer for layer in model.layers}
+        # A Sequential model hides its InputLayer from ``model.layers``: put it first.
+        hidden = [
+            layer
+            for layer in getattr(model, "_input_layers", [])
+            if layer not in model.layers and class_name(layer) == "InputLayer"
+        ]
+        self.layers = {layer.name: layer for layer in [*hidden, *model.layers]}
         self.order = {name: k for k, name in enumerate(self.layers)}
-        ids = {id(layer): layer.name for layer in model.layers}
+        ids = {id(layer): name for name, layer in self.layers.items()}
         self.inbound: dict[str, list[str]] = {name: [] for name in self.layers}
         for name, layer in self.layers.items():
             for node in getattr(layer, "_inbound_nodes", []):
@@ -271,6 +279,7 @@ class LayerMap:
         self.owner: dict[int, str] = {}
         self.notes: dict[str, str] = {}
         self.outputs = self._graph_outputs()
+        self.inputs = dict(zip(self.keras.input_layers, self._graph_inputs(), strict=False))
         self._attribute_ops()
         self._continue_affine_chains()
         self._own_quantizers_by_reader()
@@ -511,8 +520,8 @@ class LayerMap:
     # -- tensors -> meanings
 
     def _assign_meanings(self) -> None:
-        graph, kg = self.graph, self.keras
-        for name, t in zip(kg.input_layers, self._graph_inputs(), strict=False):
+        graph = self.graph
+        for name, t in self.inputs.items():
             self._set(t, name, VALUE)
         thresholds = {f.threshold: f for f in self.folds if f.threshold is not None}
         folded_signs = {f.signs: f for f in self.folds}

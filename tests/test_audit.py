@@ -287,7 +287,7 @@ def test_strict_export_exits_1_naming_the_layers_and_ships_no_model(tmp_path, ca
     out = tmp_path / "out"
     (out).mkdir()
     (out / "model.tflite").write_bytes(b"an older export")
-    assert run(["export", str(ckpt), "-o", str(out), "--strict"]) == 1
+    assert run(["export", str(ckpt), "-o", str(out), "--strict", "--no-rewrite"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "2 layer(s) marked binary did not become LceBconv2d" in err
@@ -305,11 +305,12 @@ def test_export_without_strict_writes_the_model_and_the_audit(tmp_path, capsys) 
     out = tmp_path / "out"
     assert run(["export", str(ckpt), "-o", str(out)]) == 0
     human = capsys.readouterr().out
-    assert "why not" in human and "quant-dense" in human
+    assert "why not" in human and "no-input-quantizer" in human
+    assert "rewritten-as-1x1-conv" in human  # qdense became a 1x1 binary conv
     assert (out / "model.tflite").exists() and not (out / "model.rejected.tflite").exists()
     report = json.loads((out / "export.json").read_text())
     assert "strict" not in report
-    assert report["audit"]["summary"]["became_binary"] == 1
+    assert report["audit"]["summary"]["became_binary"] == 2
     markdown = (out / "export.md").read_text()
     assert markdown.startswith("# Export of mixed for arm64")
     assert "## Conversion audit: mixed" in markdown

@@ -86,9 +86,15 @@ def chain():
     return model, _tf.lce().convert_keras_model(model)
 
 
-def _keras_outputs(model, names, x):
+def _keras_outputs(model, names, x, lm):
+    """Keras values of ``names``' outputs (a model input by its position in ``lm.inputs``)."""
     keras = _tf.keras()
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    inputs = list(lm.inputs)
+    tensors = [
+        model.inputs[inputs.index(n)] if n in lm.inputs else model.get_layer(n).output
+        for n in names
+    ]
+    probe = keras.Model(model.inputs, tensors)
     values = probe.predict(x, verbose=0)
     return dict(zip(names, values if isinstance(values, list) else [values], strict=True))
 
@@ -99,7 +105,7 @@ def _check_every_output(model, flatbuffer: bytes) -> dict[str, str]:
     x = np.random.default_rng(0).uniform(0, 1, (1, *model.input_shape[1:])).astype(np.float32)
     values = reference.run(lm.model, [x])
     mapped = {n: lay.output for n, lay in lm.layers.items() if lay.output is not None}
-    keras_values = _keras_outputs(model, list(mapped), x)
+    keras_values = _keras_outputs(model, list(mapped), x, lm)
     for name, ref in mapped.items():
         ours, theirs = values[ref.tensor], keras_values[name]
         if ref.meaning == VALUE:
@@ -187,7 +193,7 @@ def test_groups_feed_keras_values_and_reproduce_the_output(chain) -> None:
     x = np.random.default_rng(3).uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)
     groups = lm.groups()
     names = sorted({r.layer for g in groups for r in [*g.inputs, g.output]})
-    keras_values = _keras_outputs(model, names, x)
+    keras_values = _keras_outputs(model, names, x, lm)
     feed = {
         r.tensor: as_flatbuffer_input(r, keras_values[r.layer]) for g in groups for r in g.inputs
     }
@@ -205,3 +211,27 @@ def test_groups_feed_keras_values_and_reproduce_the_output(chain) -> None:
         else:
             ours = flatbuffer_signs(ref, values[ref.tensor], theirs.shape[-1])
             np.testing.assert_array_equal(ours, keras_signs(ref, theirs))
+
+
+def test_sequential_model_input_is_mapped_to_its_hidden_input_layer() -> None:
+    keras, lq = _tf.keras(), _tf.larq()
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            lq.layers.QuantConv2D(32, 3, kernel_quantizer="ste_sign", input_shape=(8, 8, 3)),
+            keras.layers.BatchNormalization(),
+            lq.layers.QuantConv2D(32, 3, **_BINARY),
+        ],
+        name="seq",
+    )
+    randomize_batchnorm(model, 3)
+    lm = map_layers(model, _tf.lce().convert_keras_model(model))
+    [(name, tensor)] = lm.inputs.items()
+    assert lm.graph.inputs == [tensor]
+    assert name not in [layer.name for layer in model.layers]  # Sequential hides it
+    first = model.layers[0].name
+    assert lm.keras.inbound[first] == [name]
+    assert [(r.tensor, r.layer, r.meaning) for r in lm.layers[first].inputs] == [
+        (tensor, name, VALUE)
+    ]
+    _check_every_output(model, _tf.lce().convert_keras_model(model))

@@ -28,7 +28,7 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
         for q in quantized[:_MAX_ROWS]:
             verdict = "[green]yes[/]" if q["binary"] else "[red]no[/]"
             if not q["marked_binary"]:
-                verdict = "no quantizers"
+                verdict = "not marked binary"  # no quantizers, or a first layer
             why = ", ".join(reasons.get(q["name"], []))
             row = [escape(q["name"]), ", ".join(q["became"]) or "–", verdict, why]
             table.add_row(*row[: len(columns)])
