@@ -90,11 +90,25 @@ def transposed():
     return keras.Model(inp, _head(x), name="transposed")
 
 
+def quant_dense():
+    """BinaryNet-style head: batch norm -> binary QuantDense (rebuilt as a 1x1 conv)."""
+    keras, lq = _tf.keras(), _tf.larq()
+    inp = keras.Input((8, 8, 3))
+    x = lq.layers.QuantConv2D(32, 3, name="b1", **BINARY)(_stem(inp))
+    x = keras.layers.Flatten(name="flatten")(keras.layers.BatchNormalization(name="b1_bn")(x))
+    x = lq.layers.QuantDense(
+        64, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False, name="qdense"
+    )(x)
+    x = keras.layers.BatchNormalization(name="qdense_bn")(x)
+    return keras.Model(inp, keras.layers.Dense(10, name="logits")(x), name="quant_dense")
+
+
 MODELS = {
     "two_outputs": (two_outputs, (12, 12, 3), "LceBconv2d"),
     "dynamic": (dynamic, (16, 16, 3), "LceBconv2d"),
     "dorefa": (dorefa, (12, 12, 3), "ROUND"),
     "transposed": (transposed, (8, 8, 3), "TRANSPOSE_CONV"),
+    "quant_dense": (quant_dense, (8, 8, 3), "LceBconv2d"),
 }
 
 
