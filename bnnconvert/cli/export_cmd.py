@@ -161,17 +161,18 @@ def export(
     print_audit_summary(result.audit.to_dict())
     if result.parity is not None:
         parity = result.parity_dict()
-        if parity["lossy"]:
-            verdict = "lossy export, judge by top-1 agreement"
-        elif parity["passed"]:
-            verdict = "passed"
-        else:
-            verdict = "FAILED (run bnnconvert validate --layers)"
+        verdict = parity["verdict"] + (" (lossy export)" if parity["lossy"] else "")
+        if not parity["passed"]:
+            verdict = f"FAILED: {'; '.join(parity['failures'])} (run bnnconvert validate --layers)"
+        top1 = parity["top1_agreement"]
+        figures = f", top-1 agreement {top1:.0%}" if top1 is not None else ""
         output.stdout.print(
-            f"  parity: {verdict}: {parity['samples']} samples, top-1 agreement "
-            f"{parity['top1_agreement']:.0%}, max abs error {parity['max_abs_error']:.3g}",
+            f"  parity: {verdict}: {parity['samples']} samples{figures}, "
+            f"max abs error {parity['max_abs_error']:.3g}",
             highlight=False,
         )
+        for line in parity["unchecked"]:
+            output.stdout.print(f"  parity: {line}", highlight=False)
     output.stdout.print(
         f"  model:  {result.model_path}\n  report: {result.report_path} (+ export.md)",
         highlight=False,
