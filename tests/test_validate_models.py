@@ -125,6 +125,7 @@ def _saved(name: str, folder: Path) -> tuple[Path, Path]:
     return ckpt, folder / "data.npz"
 
 
+@pytest.mark.slow  # an export and a validation per model: ~20 s each on 2 busy cores
 @pytest.mark.parametrize("name", MODELS)
 def test_exports_and_validates(name, tmp_path, monkeypatch):
     monkeypatch.setenv("BNNCONVERT_CACHE", str(tmp_path / "cache"))
@@ -150,6 +151,7 @@ def test_exports_and_validates(name, tmp_path, monkeypatch):
         assert result.outputs[1].top1_agreement == 1.0
 
 
+@pytest.mark.slow
 def test_wrong_checkpoint_is_refused(tmp_path, capsys):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir(), second.mkdir()
@@ -166,6 +168,7 @@ def test_wrong_checkpoint_is_refused(tmp_path, capsys):
     assert "was not exported from" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_keras_outputs_are_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("BNNCONVERT_CACHE", str(tmp_path / "cache"))
     ckpt, data = _saved("dynamic", tmp_path)
