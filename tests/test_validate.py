@@ -171,3 +171,15 @@ def test_tie_flips_in_the_interpreter_are_localized_as_ties(tmp_path):
     assert strict.verdict == "pass (ties)" and not strict.passed
     exact = validate(tmp_path, path, kernel="reference", **common)
     assert exact.verdict == "pass" and exact.max_abs_error < 1e-5
+
+
+def test_top5_agreement_allows_tied_quantized_scores():
+    from bnnconvert.validation.outputs import compare_output
+
+    keras = np.array([[0.5, 0.2, 0.1, 0.09, 0.06, 0.05, 0.0]], dtype=np.float32)
+    ours = np.array([[0.5, 0.25, 0.125, 0.0625, 0.0625, 0.0625, 0.0]], dtype=np.float32)
+    report = compare_output("scores", keras, ours, np.array([0]), lossy=True)
+    assert report.top5_agreement == 1.0  # classes 3-5 tie in int8: any two of them are a top 5
+    assert report.top1_agreement == 1.0 and report.failures == []
+    ours[0, 6] = 0.07  # class 6 now beats classes 3-5
+    assert compare_output("scores", keras, ours, None, lossy=True).top5_agreement == 0.0
