@@ -32,3 +32,27 @@ def bundled_export(tmp_path_factory):
     from bnnconvert.export import export
 
     return export(BUNDLED, target="arm64", output_dir=tmp_path_factory.mktemp("digits-arm64"))
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run the command line in this process: ``cli(*args) -> (exit code, stdout, stderr)``.
+
+    Global state a run sets (--debug's environment variable, --verbose) is reset after it.
+    """
+    from bnnconvert import _tf
+    from bnnconvert.cli.main import run
+
+    monkeypatch.setenv("COLUMNS", "120")
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        monkeypatch.delenv("BNNCONVERT_DEBUG", raising=False)
+        try:
+            code = run(list(args))
+        finally:
+            _tf.set_verbose(False)
+            monkeypatch.delenv("BNNCONVERT_DEBUG", raising=False)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke

@@ -196,11 +196,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, two_models):
     ]
 
 
-def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=300, **kwargs)
-
-
-def test_an_unwritable_output_fails_before_measuring(bundled_model, tmp_path):
+def test_an_unwritable_output_fails_before_measuring(cli, bundled_model, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     for out, cause in [
@@ -208,21 +204,22 @@ def test_an_unwritable_output_fails_before_measuring(bundled_model, tmp_path):
         (blocker / "sub", f"cannot write to {blocker / 'sub'}: a part of the path is a file"),
         (Path("/proc/bnnconvert-bench"), "cannot write to /proc/bnnconvert-bench: "),
     ]:
-        done = _cli("bench", str(bundled_model), "--runs", "1000", "-o", str(out))
-        assert done.returncode == 2
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: {cause}"), done.stderr
-        assert done.stdout == ""  # nothing measured: the check came first
+        code, stdout, stderr = cli("bench", str(bundled_model), "--runs", "1000", "-o", str(out))
+        assert code == 2
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {cause}"), stderr
+        assert stdout == ""  # nothing measured: the check came first
 
 
-def test_bench_and_inspect_word_the_same_errors_alike(bundled_model, tmp_path):
+def test_bench_and_inspect_word_the_same_errors_alike(cli, bundled_model, tmp_path):
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(bundled_model.read_bytes()[:20_000])
     for model in (truncated, tmp_path / "missing.tflite", tmp_path):
-        bench_err = _cli("bench", str(model), "-o", str(tmp_path / "out")).stderr
-        inspect_err = _cli("inspect", str(model)).stderr
-        assert bench_err == inspect_err and bench_err.count("\n") == 1, (bench_err, inspect_err)
-    assert "truncated" in _cli("inspect", str(truncated)).stderr
+        bench_run = cli("bench", str(model), "-o", str(tmp_path / "out"))
+        inspect_run = cli("inspect", str(model))
+        assert bench_run == inspect_run and bench_run[0] == 2, (bench_run, inspect_run)
+        assert bench_run[2].count("\n") == 1
+    assert "(truncated?)" in cli("inspect", str(truncated))[2]
 
 
 def test_two_files_of_the_same_name_are_told_apart(bundled_model, tmp_path):

@@ -61,34 +61,22 @@ def test_export_is_quiet_unless_verbose(tmp_path) -> None:
     assert loud.returncode == 0 and loud.stderr != ""
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bnnconvert", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "120"},
-    )
-
-
-def test_version() -> None:
+def test_version(cli) -> None:
     from bnnconvert import __version__
 
-    done = _cli("--version")
-    assert done.returncode == 0 and done.stdout == f"bnnconvert {__version__}\n"
+    assert cli("--version") == (0, f"bnnconvert {__version__}\n", "")
 
 
-def test_global_flags_work_after_the_command_and_debug_keeps_the_exit_code(tmp_path) -> None:
+def test_global_flags_work_after_the_command_and_debug_keeps_the_exit_code(cli, tmp_path) -> None:
     missing = tmp_path / "missing.tflite"
-    plain = _cli("inspect", str(missing))
-    assert plain.returncode == 2
-    assert plain.stderr == f"error: {missing}: no such file; give the path of a .tflite model\n"
+    plain = cli("inspect", str(missing))
+    assert plain == (2, "", f"error: {missing}: no such file; give the path of a .tflite model\n")
     for args in (["--debug", "inspect", str(missing)], ["inspect", str(missing), "--debug"]):
-        debug = _cli(*args)
-        assert debug.returncode == 2, args
-        assert debug.stderr.startswith("Traceback") and debug.stderr.endswith(plain.stderr)
-    verbose = _cli("inspect", str(missing), "--verbose")
-    assert (verbose.returncode, verbose.stderr) == (2, plain.stderr)
+        code, _, err = cli(*args)
+        assert code == 2, args
+        assert err.startswith("Traceback") and err.endswith(plain[2])
+    assert cli("inspect", str(missing), "--verbose") == plain
+    assert cli("inspect", str(missing), "-v") == plain
 
 
 def test_hoisting_leaves_everything_after_a_double_dash_alone() -> None:
@@ -103,14 +91,17 @@ def test_hoisting_leaves_everything_after_a_double_dash_alone() -> None:
     assert hoist_global_flags(["inspect", "--", "--debug"]) == ["inspect", "--", "--debug"]
 
 
-def test_help_reads_cleanly() -> None:
-    for command in ([], ["export"], ["inspect"], ["validate"], ["bench"]):
-        text = _cli(*command, "--help").stdout
-        assert "<bool>" not in text, command
-        assert not re.search(r"\w \.(\s|$)", text) and "{" not in text, command  # "runs ."
-    bench = _cli("bench", "--help").stdout
-    assert "Usage: bnnconvert bench [OPTIONS] MODEL..." in bench
-    assert "[default: until every" in bench
-    assert "Usage: bnnconvert validate [OPTIONS] CKPT MODEL" in _cli("validate", "--help").stdout
+def test_help_reads_cleanly(cli) -> None:
+    texts = {}
+    for command in ("", "export", "inspect", "validate", "bench"):
+        code, texts[command], _ = cli(*([command] if command else []), "--help")
+        assert code == 0, command
+        assert "<bool>" not in texts[command], command
+        assert not re.search(r"\w \.(\s|$)", texts[command]), command  # no "runs ."
+        assert "{" not in texts[command], command
+    assert "Usage: bnnconvert bench [OPTIONS] MODEL..." in texts["bench"]
+    assert "[default: until every" in texts["bench"]
+    assert "Usage: bnnconvert validate [OPTIONS] CKPT MODEL" in texts["validate"]
+    assert "--version" in texts[""]
     for command in ("validate", "bench"):
-        assert "--kernel" in _cli(command, "--help").stdout
+        assert "--kernel" in texts[command] and "KERNEL" in texts[command]
