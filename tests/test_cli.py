@@ -6,9 +6,8 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import BUNDLED, REPO
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -50,7 +49,7 @@ def test_keras3_already_imported_is_a_clear_error() -> None:
 def test_export_is_quiet_unless_verbose(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     command = [sys.executable, "-m", "bnnconvert"]
-    args = ["export", str(REPO / "models" / "digits"), "-o", str(tmp_path)]
+    args = ["export", str(BUNDLED), "-o", str(tmp_path)]
     quiet = subprocess.run(command + args, capture_output=True, text=True, env=env, timeout=300)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == ""
