@@ -29,6 +29,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.8em;
 border-bottom:1px solid #dde3ea;padding-bottom:.2em}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 td,th{padding:3px 8px;border-bottom:1px solid #e7ebf0;text-align:right;white-space:nowrap}
+th{white-space:normal;vertical-align:bottom}
 .l{text-align:left}.scroll{overflow-x:auto}
 th{background:#f4f6f9}.meta{color:#4a5560}.noisy{color:#b35900}
 .warn{background:#fff3e0;border-left:4px solid #e67e22;padding:.6em 1em}
@@ -175,7 +176,14 @@ def models_svg(result: BenchResult) -> str:
         return ""
     fmt = ms_format(result)
     left = _label_margin([s["model"] for s in summary], least=160)
-    right, row_h, width = 260, 46, 1040
+    texts = []
+    for i, s in enumerate(summary):
+        speedup = s["speedup_vs_first_model"]
+        extra = f" · speedup {speedup:.2f}× vs first model" if i and speedup else ""
+        texts.append((f"fastest {fmt(s['fastest_median_us'])} ms{extra}",
+                      f"baseline {fmt(s['baseline_median_us'])} ms"))  # fmt: skip
+    right = int(max(len(t) for pair in texts for t in pair) * _CHAR_PX + 16)
+    row_h, width = 46, 1040
     plot_w = width - left - right
     height = row_h * len(summary) + 30
     top_us = max(max(s["baseline_median_us"], s["fastest_median_us"]) for s in summary)
@@ -186,20 +194,15 @@ def models_svg(result: BenchResult) -> str:
         parts.append(f'<text x="{left - 8}" y="{y + 22}" text-anchor="end" font-weight="600">'
                      f"<title>{escape(s['model'])}</title>"
                      f"{escape(_fit(s['model'], left))}</text>")  # fmt: skip
-        for k, (key, color, label) in enumerate(
-            [
-                ("fastest_median_us", "#2f6db5", "fastest"),
-                ("baseline_median_us", "#b8c2cc", "baseline"),
-            ]
+        for k, (key, color) in enumerate(
+            [("fastest_median_us", "#2f6db5"), ("baseline_median_us", "#b8c2cc")]
         ):
             w = plot_w * s[key] / top_us
             yy = y + k * 17
             parts.append(f'<rect x="{left}" y="{yy}" width="{max(w, 1):.1f}" height="14" '
                          f'fill="{color}" rx="2"/>')  # fmt: skip
-            speedup = s["speedup_vs_first_model"]
-            extra = f" · speedup {speedup:.2f}× vs first model" if k == 0 and i and speedup else ""
             parts.append(f'<text x="{left + max(w, 1) + 6:.1f}" y="{yy + 11}">'
-                         f"{label} {fmt(s[key])} ms{extra}</text>")  # fmt: skip
+                         f"{escape(texts[i][k])}</text>")  # fmt: skip
     parts.append("</svg>")
     return "\n".join(parts)
 
