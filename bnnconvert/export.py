@@ -231,12 +231,14 @@ def export(
     input_shape: Sequence[int] | None = None,
     arch: str | None = None,
     num_classes: int | None = None,
+    progress: Step | None = None,
     step: Step | None = None,
     strict: bool = False,
     optimize: passes.OptimizeOptions | None = None,
     rewrite: bool = True,
     labels: str | Path | None = None,
     preprocessing: str | None = None,
+    validate: bool = True,
     validate_samples: int = 8,
     input_type: str = "float32",
     output_type: str = "float32",
@@ -252,7 +254,8 @@ def export(
         input_shape: ``(H, W, C)`` to convert for (rebuilds the model if needed).
         arch: architecture for weights-only checkpoints.
         num_classes: classes for ``arch`` (default: from the weights).
-        step: called with a short description as each slow step starts.
+        progress: called with a short description as each slow step starts
+            (``step`` is its older name, kept for existing callers).
         strict: fail if a layer marked binary did not become a binary op; the
             reports are still written and the model as ``model.rejected.tflite``.
         optimize: graph passes to run (default: the exact ones, see
@@ -264,8 +267,9 @@ def export(
         preprocessing: preprocessing spec or preset to embed (see
             :func:`bnnconvert.preprocessing.parse_preprocessing`); default the
             contents of ``preprocessing.txt`` beside the checkpoint, if any.
-        validate_samples: inputs for the quick parity check recorded under
-            ``validation`` (:func:`bnnconvert.validate.quick_check`); 0 skips it.
+        validate: run the quick parity check recorded under ``validation``
+            (:func:`bnnconvert.validate.quick_check`); False is ``--no-validate``.
+        validate_samples: inputs for that check; 0 skips it too.
         input_type, output_type: ``"float32"`` or ``"int8"`` graph input/output
             (LCE's ``inference_input_type``/``inference_output_type``); int8
             needs ``optimize.int8_activations`` or the model's own fake-quant.
@@ -282,7 +286,7 @@ def export(
         CheckFailed: ``strict`` and a layer marked binary stayed float.
     """
     started = time.perf_counter()
-    say = StepClock(step)
+    say = StepClock(progress or step)
     preset = targets.target(target)
     ckpt = Path(ckpt)
     out = Path(output_dir) if output_dir is not None else default_output_dir(ckpt, preset.name)
@@ -372,7 +376,7 @@ def export(
         embedded_metadata=metadata.read_metadata(flatbuffer),
         versions=tool_versions(),
     )
-    if validate_samples > 0:
+    if validate and validate_samples > 0:
         say("Checking parity with the Keras model")
         from bnnconvert.validate import quick_check
 
