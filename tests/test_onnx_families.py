@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from bnnconvert import ir
 from bnnconvert.export import export
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
@@ -286,3 +287,20 @@ def test_family_exports_binary_and_matches_onnx_runtime(family: str, tmp_path: P
     assert all(d.message.startswith("ONNX node /") for d in onnx_findings)
     assert result.parity is not None and result.parity.passed, result.parity.failures
     assert result.parity.top1_agreement == 1.0
+    assert _constant_muls_after_bconvs(result.model_path.read_bytes()) == 0
+
+
+def _constant_muls_after_bconvs(flatbuffer: bytes) -> int:
+    """MULs by a constant reading an LceBconv2d's output: a scale LCE did not fuse."""
+    model = ir.read(flatbuffer)
+    graph = model.subgraphs[0]
+    count = 0
+    for op in graph.operators:
+        if op.opcode != "LceBconv2d":
+            continue
+        for reader in ir.consumers(graph, op.outputs[0]):
+            mul = graph.operators[reader]
+            others = [t for t in mul.inputs if t != op.outputs[0]]
+            constant = any(ir.tensor_array(model, graph, t) is not None for t in others)
+            count += mul.opcode == "MUL" and constant
+    return count

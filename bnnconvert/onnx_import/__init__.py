@@ -5,7 +5,8 @@ it turns the ONNX graph into the Larq/Keras model (NHWC) that a Larq user
 would have written, and everything downstream (LCE's converter, bnnconvert's
 passes, audit, metadata and ``validate``) runs unchanged on it. Keras layer
 names are the ONNX node names (``/`` written as ``.``, see
-:func:`.graph.layer_name`), so the audit and validation name ONNX nodes.
+:func:`.graph.layer_name`), so the audit and validation name ONNX nodes; the
+model is named after the file (its folder for ``model.onnx``).
 
 Steps (each its own module):
 
@@ -30,8 +31,8 @@ Steps (each its own module):
 Example:
     >>> from bnnconvert.onnx_import import load
     >>> loaded = load(Path("models/torch_digits/model.onnx"))
-    >>> loaded.model.input_shape
-    (None, 32, 32, 1)
+    >>> loaded.model.name, loaded.model.input_shape
+    ('torch_digits', (None, 32, 32, 1))
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 from bnnconvert.onnx_import.errors import OnnxProblem
 
 SUFFIX = ".onnx"
+_GENERIC_STEMS = ("model", "checkpoint", "best", "last", "export")
 
 __all__ = ["SUFFIX", "OnnxProblem", "build_keras", "load"]
 
@@ -59,7 +61,8 @@ def build_keras(path: Path) -> Any:
     folded = reading.fold_constants(model, path)
     nodes = graph.from_proto(folded)
     fusions.fuse_all(nodes)
-    return builder.KerasBuilder(nodes, shape, str(path)).build()
+    name = path.parent.name if path.stem.lower() in _GENERIC_STEMS else path.stem
+    return builder.KerasBuilder(nodes, shape, str(path), name or "onnx_model").build()
 
 
 def load(path: Path, test_data: Path | None = None) -> Any:

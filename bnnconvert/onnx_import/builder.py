@@ -33,7 +33,7 @@ import numpy as np
 from bnnconvert import _tf
 from bnnconvert.audit import Diagnostic
 from bnnconvert.onnx_import.errors import OnnxProblem
-from bnnconvert.onnx_import.graph import Graph, Node
+from bnnconvert.onnx_import.graph import Graph, Node, layer_name
 
 NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 _FLOAT_LOWEST = float(np.finfo(np.float32).min)
@@ -169,16 +169,19 @@ def _nhwc_constant(value: np.ndarray, rank: int) -> np.ndarray:
 class KerasBuilder:
     """Walk the graph in order and create the Keras layers (see the module docstring)."""
 
-    def __init__(self, graph: Graph, input_nchw: tuple[int, int, int, int], source: str) -> None:
+    def __init__(
+        self, graph: Graph, input_nchw: tuple[int, int, int, int], source: str, name: str
+    ) -> None:
         self.graph = graph
         self.source = source
+        self.name = layer_name(name)
         self.keras = _tf.keras()
         self.lq = _tf.larq()
         from bnnconvert.onnx_import import layers
 
         self.custom = layers
         _, c, h, w = input_nchw
-        self.input = self.keras.Input((h, w, c), name=graph.input.replace("/", ".") or "image")
+        self.input = self.keras.Input((h, w, c), name=layer_name(graph.input))
         self.values: dict[str, Any] = {graph.input: self.input}
         self.findings: list[Diagnostic] = []
         self.binary_layers: list[str] = []
@@ -251,8 +254,7 @@ class KerasBuilder:
             result = handler(node)
             self.values[node.outputs[0]] = result
         output = self.float_tensor(self.graph.output)
-        name = _tf_name(self.graph.name)
-        model = self.keras.Model(self.input, output, name=name)
+        model = self.keras.Model(self.input, output, name=self.name)
         return Built(model, self.findings, self.binary_layers)
 
     # --- binarization ----------------------------------------------------------------
@@ -795,9 +797,3 @@ class KerasBuilder:
         return self.values[node.inputs[0]]
 
     op_Dropout = op_Identity
-
-
-def _tf_name(name: str) -> str:
-    from bnnconvert.onnx_import.graph import layer_name
-
-    return layer_name(name) or "onnx_model"
