@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from helpers import BUNDLED, REPO
 
 
@@ -46,17 +47,28 @@ def test_keras3_already_imported_is_a_clear_error() -> None:
     assert "ERR TensorFlow was imported with Keras 3 before bnnconvert" in result.stdout
 
 
-def test_export_is_quiet_unless_verbose(tmp_path) -> None:
+def _export_cli(*flags: str, out) -> subprocess.CompletedProcess[str]:
+    """``bnnconvert [flags] export BUNDLED -o out`` in a subprocess without TF_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
-    command = [sys.executable, "-m", "bnnconvert"]
-    args = ["export", str(BUNDLED), "-o", str(tmp_path)]
-    quiet = subprocess.run(command + args, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bnnconvert", *flags, "export", str(BUNDLED), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_export_is_quiet(tmp_path) -> None:
+    quiet = _export_cli(out=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == ""
     assert f"model:  {tmp_path}/model.tflite" in quiet.stdout
-    loud = subprocess.run(
-        [*command, "--verbose", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+
+
+@pytest.mark.slow  # a second full export; the quiet one above is the everyday check
+def test_verbose_lets_tensorflow_speak(tmp_path) -> None:
+    loud = _export_cli("--verbose", out=tmp_path)
     assert loud.returncode == 0 and loud.stderr != ""
 
 
