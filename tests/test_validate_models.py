@@ -200,12 +200,13 @@ def test_ties_pass_with_counts_and_a_real_fault_still_fails(tie_model, tmp_path,
     assert result.verdict == "pass (ties)" and result.passed
     assert result.tie_flips > 0
     assert f"where {result.tie_flips} of " in result.notes[-1]
+    dense = next(layer.name for layer in keras_model.layers if type(layer).__name__ == "Dense")
     broken = tmp_path / "broken.tflite"
-    broken.write_bytes(plant(flatbuffer, "float_weight", "dense"))
+    broken.write_bytes(plant(flatbuffer, "float_weight", dense))
     failed = validate(tmp_path, broken, **common)
     assert failed.verdict == "fail"
-    assert failed.first_divergence is not None and failed.first_divergence.keras_layer == "dense"
-    with pytest.raises(CheckFailed, match="first divergence at Keras layer dense"):
+    assert failed.first_divergence is not None and failed.first_divergence.keras_layer == dense
+    with pytest.raises(CheckFailed, match=f"first divergence at Keras layer {dense} "):
         validate(tmp_path, broken, raise_on_fail=True, **common)
 
 
@@ -215,7 +216,7 @@ def test_an_op_the_reference_lacks_leaves_later_layers_unchecked(tmp_path):
     _tf.keras().utils.set_random_seed(5)
     inp = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(8, 3, name="conv")(inp)
-    x = keras.layers.Dense(4, name="dense")(keras.layers.Flatten()(x))
+    x = keras.layers.Dense(4, name="dense")(keras.layers.Flatten(name="flatten")(x))
     model = keras.Model(inp, tf.nn.log_softmax(x), name="log_softmax")
     path = tmp_path / "model.tflite"
     path.write_bytes(bytes(_tf.lce().convert_keras_model(model)))
