@@ -638,6 +638,14 @@ class LayerMap:
                 if later:
                     fused_into = later[0]
                     break
+            else:  # no tensor of a later layer: the nearest later layer sharing an op
+                order = self.keras.order
+                sharing = [
+                    other
+                    for other, other_ops in self.layer_ops.items()
+                    if order[other] > order[name] and set(ops) & set(other_ops)
+                ]
+                fused_into = min(sharing, key=order.__getitem__, default=None)
         mapped_by = "none" if not ops else ("name" if self.named.get(name) else "structure")
         return LayerOps(
             name=name,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mapping_checks import check_groups_in_isolation
 
 from bnnconvert import _tf, convert, ir, passes, rewrites
 from bnnconvert.audit import AuditResult, audit
@@ -338,6 +339,13 @@ def test_converted_model_computes_what_keras_computes(name) -> None:
         np.testing.assert_allclose(
             ours, keras_out, rtol=0, atol=1e-4 + 1e-3 * scale, err_msg=names[position]
         )
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_layer_group_alone_gives_the_keras_output(name) -> None:
+    """The mapping that validate localizes with: each group run on Keras's own inputs."""
+    converted = _converted(name)
+    assert check_groups_in_isolation(converted.keras_model, converted.flatbuffer) >= 3
 
 
 def test_two_outputs_audit_maps_logits_to_its_fully_connected() -> None:
