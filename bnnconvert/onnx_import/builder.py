@@ -217,6 +217,11 @@ class KerasBuilder:
 
     def float_tensor(self, name: str) -> Any:
         """The Keras tensor for ``name``, materialising a pending sign."""
+        if name not in self.values:
+            raise OnnxProblem(
+                f"{self.source}: tensor {name!r} is a constant where image data is expected; "
+                "only weights may be constants"
+            )
         value = self.values[name]
         if isinstance(value, Signed):
             if value.materialized is None:
@@ -228,8 +233,6 @@ class KerasBuilder:
                     )(signs)
                 value.materialized = signs
             return value.materialized
-        if isinstance(value, np.ndarray):
-            raise OnnxProblem(f"{self.source}: tensor {name!r} is constant where data is expected")
         return value
 
     def operand(self, name: str) -> Any:
@@ -251,8 +254,14 @@ class KerasBuilder:
                     "this op is not supported by bnnconvert's ONNX import",
                     f"replace it with one of: {', '.join(SUPPORTED_OPS)}",
                 )
-            result = handler(node)
-            self.values[node.outputs[0]] = result
+            try:
+                self.values[node.outputs[0]] = handler(node)
+            except (ValueError, TypeError, IndexError, KeyError) as e:
+                # Keras refusing a shape or weight the checker let through
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else repr(e)
+                raise self.fail(
+                    node, f"could not be converted ({first})", "check its shapes and attributes"
+                ) from e
         output = self.float_tensor(self.graph.output)
         model = self.keras.Model(self.input, output, name=self.name)
         return Built(model, self.findings, self.binary_layers)
