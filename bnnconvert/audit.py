@@ -25,7 +25,15 @@ conv without input quantizer a plain ``CONV_2D``; a non-sign input quantizer
 MagnitudeAwareSign and 1-bit DoReFa kernels do become ``LceBconv2d`` (the scale
 moves into the multiplier); a grouped conv with a channel count per group that
 is not a multiple of 32 stays ``CONV_2D`` (the converter prints an error but
-still succeeds).
+still succeeds); ``QuantConv1D``, ``QuantDepthwiseConv2D`` and
+``QuantConv2DTranspose`` stay float ops (their input sign may be computed by
+the previous bconv's bitpacked output, which is not their fault).
+
+What is not an error: a first layer that reads the network input with only a
+kernel quantizer (Larq's recommended practice: an info note, not "marked
+binary"); a ``QuantDense`` that :mod:`bnnconvert.rewrites` turned into a 1x1
+conv (an info note). A Larq layer is recognised by its class even when Keras
+revived it from a SavedModel without its quantizers (``quantizers_lost``).
 
 Example:
     >>> report = audit(keras_model, flatbuffer)
