@@ -67,7 +67,7 @@ def test_export_md_says_what_export_json_says(bundled_export) -> None:
 def test_export_result_repr_is_short(bundled_export) -> None:
     text = repr(bundled_export)
     assert text.startswith("ExportResult(") and "target='arm64'" in text
-    assert "parity=passed" in text and len(text) < 200
+    assert "parity=pass)" in text and len(text) < 200
 
 
 def test_bundled_export_carries_labels_and_preprocessing(bundled_export) -> None:
