@@ -98,6 +98,9 @@ def test_binary_dense_layers_export_as_exact_bconvs(dense_head_ckpt, tmp_path, c
     np.testing.assert_allclose(ours, model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
     graph = ir.read(flatbuffer).subgraphs[0]
     assert sum(op.opcode == "LceBconv2d" for op in graph.operators) == 2
+    capsys.readouterr()
+    assert run(["validate", str(ckpt), str(tmp_path / "out" / "model.tflite")]) == 0
+    assert "PASS" in capsys.readouterr().out
 
 
 def test_no_rewrite_keeps_float_dense_with_the_fix(dense_head_ckpt, tmp_path) -> None:
