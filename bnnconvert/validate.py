@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from bnnconvert import ir
+from bnnconvert import io_quant, ir
 from bnnconvert.errors import BnnConvertError, CheckFailed, FlatbufferProblem, UsageProblem
 from bnnconvert.validation import cache, localize, outputs
 from bnnconvert.validation.data import data_digest, load_data
@@ -457,14 +457,10 @@ def _judge(
     ]  # fmt: skip
     many = len(reports) > 1
     failures = [f"{r.name}: {f}" if many else f for r in reports for f in r.failures]
-    result = ValidationResult(
+    return ValidationResult(
         "", "", "", len(x), kernel, FAIL if failures else PASS, not failures, lossy=lossy,
-        outputs=reports, failures=failures, unchecked=unpaired,
+        outputs=reports, failures=failures, notes=io_quant.io_notes(fb_model), unchecked=unpaired,
     )  # fmt: skip
-    from bnnconvert import io_quant
-
-    result.notes += io_quant.io_notes(fb_model)
-    return result
 
 
 def _localize(
