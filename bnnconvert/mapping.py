@@ -1,8 +1,9 @@
 """Which flatbuffer ops and tensors each Keras layer became, and what each tensor means.
 
 The one place that maps a tf-keras model to the LCE flatbuffer converted from
-it; the audit, ``validate`` and the passes use it and parse no tensor names
-of their own.
+it: the audit and ``validate`` use it and parse no tensor names of their own;
+passes and rewrites that change what a tensor means record it in the model
+(:mod:`bnnconvert.pass_records`) for it to read.
 
 API::
 
@@ -24,6 +25,8 @@ API::
     lm.inputs                 # Keras InputLayer name -> graph input tensor (feed the model input)
     lm.unmapped_ops()         # ops traced to no layer
     lm.folds                  # FoldRecords of the fold_sign_scale pass, read from the model
+    lm.rewrites               # QuantDense -> 1x1 conv rewrites recorded in the model
+    lm.index                  # the GraphIndex (producers, consumers) it was built with
 
 A :class:`TensorRef` says what flatbuffer tensor ``tensor`` holds for Keras
 layer ``layer``'s output ``y`` (one sample, NHWC):
@@ -689,8 +692,8 @@ def _flip(signs: np.ndarray, flipped: tuple[int, ...]) -> np.ndarray:
     return signs
 
 
-def keras_signs(ref: TensorRef, keras_value: np.ndarray) -> np.ndarray:
-    """The +-1 signs (larq's ``sign(0) = +1``) of ``ref.layer``'s Keras output, float32."""
+def keras_signs(keras_value: np.ndarray) -> np.ndarray:
+    """The +-1 signs (larq's ``sign(0) = +1``) of a Keras layer's output, float32."""
     return np.where(np.asarray(keras_value) < 0, -1.0, 1.0).astype(np.float32)
 
 
@@ -716,14 +719,14 @@ def as_flatbuffer_input(ref: TensorRef, keras_value: np.ndarray) -> np.ndarray:
     """What tensor ``ref.tensor`` holds when ``ref.layer``'s Keras output is ``keras_value``.
 
     ``VALUE``: the value (float32; quantize int8 tensors with their parameters
-    yourself); ``THRESHOLD``: a float32 with the right sign (``-1`` / ``+1``
-    scaled by ``|value|``, flipped channels negated, zeros as ``+1`` or ``-1``
-    as larq's ``sign(0) = +1`` requires); ``SIGNS``: bitpacked int32 words.
+    yourself); ``THRESHOLD``: float32 ``±max(|value|, 1)`` carrying the value's
+    sign (``sign(0) = +1``), negated in the flipped channels; ``SIGNS``: those
+    signs bitpacked into int32 words.
     """
     value = np.asarray(keras_value, dtype=np.float32)
     if ref.meaning == VALUE:
         return value
-    signs = _flip(keras_signs(ref, value), ref.flipped_channels)
+    signs = _flip(keras_signs(value), ref.flipped_channels)
     if ref.meaning == SIGNS:
         return ir.pack_bits(signs)
     return (signs * np.maximum(np.abs(value), np.float32(1.0))).astype(np.float32)

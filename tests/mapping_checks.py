@@ -41,7 +41,7 @@ def _assert_same(ref: TensorRef, ours: np.ndarray, theirs: np.ndarray, what: str
         )
     else:
         np.testing.assert_array_equal(
-            flatbuffer_signs(ref, ours, theirs.shape[-1]), keras_signs(ref, theirs), err_msg=what
+            flatbuffer_signs(ref, ours, theirs.shape[-1]), keras_signs(theirs), err_msg=what
         )
 
 
