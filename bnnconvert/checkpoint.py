@@ -303,7 +303,10 @@ def _as_functional(model: Any, path: Path) -> Any:
 
 
 def _first_line(error: Exception) -> str:
+    """The informative line of a Keras error (the cause, not the config dump before it)."""
     text = str(error).strip()
+    _, found, cause = text.partition("Exception encountered:")
+    text = cause.strip() if found else text
     return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 

@@ -8,7 +8,8 @@ every object, at every depth, against this list; anything not on it is refused
 before Keras sees the file:
 
 * layers: the Keras and Larq layers a BNN is built from (:data:`KERAS_LAYERS`,
-  :data:`LARQ_LAYERS`) and the Functional/Sequential containers;
+  :data:`LARQ_LAYERS`), Larq quantizers used as layers, and the
+  Functional/Sequential containers;
 * initializers, regularizers, constraints, activations, Larq quantizers and
   mixed-precision policies, each only under an attribute of its kind
   (``*_initializer``, ``*_regularizer``, ``*_constraint``, ``activation``,
@@ -187,6 +188,7 @@ LAYER = Kind(
     {
         **{name: "keras.layers" for name in KERAS_LAYERS},
         **{name: "larq.layers" for name in LARQ_LAYERS},
+        **dict.fromkeys(LARQ_QUANTIZERS, "larq.quantizers"),  # a quantizer is a layer too
         **_MODELS,
     },
     frozenset(),
@@ -245,6 +247,9 @@ _QUANTIZER_HINTS = (
 )
 _TRUST = "or pass --trust-checkpoint if you trust where this file comes from"
 _REFUSED = f"refused: re-save it with stock Keras/Larq, {_TRUST}"
+_NEVER_RUN = (
+    f"which bnnconvert never executes; rebuild it from built-in Keras/Larq layers, {_TRUST}"
+)
 
 assert not (QUANTIZER.functions | ACTIVATIONS) & set(dir(builtins))
 
@@ -464,15 +469,13 @@ class _Checker:
             return self.refuse(
                 layer,
                 where,
-                f"a {inner} runs {_RUNS_CODE[inner]}, which bnnconvert never executes; "
-                f"rebuild it from built-in Keras/Larq layers, {_TRUST}",
+                f"a {inner} runs {_RUNS_CODE[inner]}, {_NEVER_RUN}",
             )
         if kind is LAYER and name in _RUNS_CODE:
             return self.refuse(
                 layer,
                 attr,
-                f"a {name} layer runs {_RUNS_CODE[name]}, which bnnconvert never executes; "
-                f"rebuild it from built-in Keras/Larq layers, {_TRUST}",
+                f"a {name} layer runs {_RUNS_CODE[name]}, {_NEVER_RUN}",
             )
         return self.unknown(f"class {name!r}", name, kind, layer, attr)
 
@@ -480,6 +483,8 @@ class _Checker:
         return self.unknown(f"function {name!r}", name, kind, layer, attr)
 
     def unknown(self, what: str, name: Any, kind: Kind, layer: str, attr: str) -> CheckpointProblem:
+        if name == "__lambda__":
+            return self.refuse(layer, attr, f"a Python lambda stored as bytecode, {_NEVER_RUN}")
         hint = larq_equivalent(str(name)) if kind is QUANTIZER else None
         fix = f"use the built-in {hint}" if hint else f"use a built-in Keras/Larq {kind.label}"
         return self.refuse(

@@ -324,7 +324,8 @@ def test_lambda_model_loads_only_with_trust_checkpoint(lambda_keras, tmp_path, c
     assert (tmp_path / "trusted" / "model.tflite").is_file()
 
 
-def test_custom_objects_need_trust_and_register_the_users_function(tmp_path) -> None:
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_custom_objects_need_trust_and_register_the_users_function(suffix, tmp_path) -> None:
     keras, lq, tf = _tf.keras(), _tf.larq(), _tf.tensorflow()
 
     def xnor_weight_scale(x):
@@ -334,7 +335,7 @@ def test_custom_objects_need_trust_and_register_the_users_function(tmp_path) -> 
     out = lq.layers.QuantConv2D(
         2, 3, kernel_quantizer=xnor_weight_scale, input_quantizer="ste_sign", name="xnor1"
     )(inp)
-    path = tmp_path / "custom.keras"
+    path = tmp_path / f"custom{suffix}"
     keras.Model(inp, out).save(path)
     module = tmp_path / "my_quantizers.py"
     module.write_text(
@@ -353,6 +354,52 @@ def test_custom_objects_need_trust_and_register_the_users_function(tmp_path) -> 
     )
     with pytest.raises(BnnConvertError, match="--custom-objects runs the given file's code"):
         checkpoint.load(path, custom_objects=module)
+    if suffix == ".h5":  # tf-keras cannot read a function quantizer back from .h5 at all
+        with pytest.raises(CheckpointProblem) as failed:
+            checkpoint.load(path, trust=True, custom_objects=module)
+        assert str(failed.value).startswith(
+            f"{path}: Keras could not load it even with --trust-checkpoint: Unknown "
+            "quantization function: 'function'."
+        )
+        return
     loaded = checkpoint.load(path, trust=True, custom_objects=module)
     assert loaded.trusted
     assert loaded.model.get_layer("xnor1").kernel_quantizer.__name__ == "xnor_weight_scale"
+
+
+def test_subclassed_saved_model_needs_trust_and_then_converts_as_one_graph(tmp_path) -> None:
+    keras, lq = _tf.keras(), _tf.larq()
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = lq.layers.QuantConv2D(
+                2, 3, padding="same", input_quantizer="ste_sign", kernel_quantizer="ste_sign"
+            )
+
+        def call(self, x):
+            return x + self.conv(x)
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="subclassed")
+            self.block = Block()
+            self.pool = keras.layers.GlobalAveragePooling2D()
+
+        def call(self, x):
+            return self.pool(self.block(x))
+
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 2)).astype("float32")
+    net = Net()
+    expected = net(x).numpy()
+    net.save(tmp_path / "sm", save_format="tf")
+    with pytest.raises(CheckpointProblem) as refused:
+        checkpoint.load(tmp_path / "sm")
+    assert str(refused.value) == (
+        f"{tmp_path / 'sm'}: a subclassed Keras model ('Net', not Functional or Sequential) "
+        "can only be loaded by running graphs stored in it; re-save it with tf-keras "
+        "model.save('model.keras'), or pass --trust-checkpoint if you trust where it comes from"
+    )
+    loaded = checkpoint.load(tmp_path / "sm", trust=True)
+    assert loaded.trusted and loaded.model.input_shape == (None, 4, 4, 2)
+    np.testing.assert_allclose(loaded.model.predict(x, verbose=0), expected, atol=1e-6)
