@@ -98,6 +98,53 @@ def test_bundled_checkpoint_carries_its_test_split() -> None:
     assert loaded.test_data is not None and loaded.test_data.name == "test_split.npz"
 
 
+def _varied_model():
+    """Stock Keras/Larq objects of every kind the allowlist covers, in one tiny model."""
+    keras, lq = _tf.keras(), _tf.larq()
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 255)(inp)
+    x = keras.layers.Conv2D(
+        8,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.Constant(0.05),
+        kernel_regularizer=keras.regularizers.L2(1e-4),
+        kernel_constraint=keras.constraints.MaxNorm(2.0),
+    )(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = lq.quantizers.SteSign(name="sign_layer")(x)
+    y = lq.layers.QuantDepthwiseConv2D(
+        3,
+        padding="same",
+        input_quantizer=lq.quantizers.SteHeaviside(),
+        depthwise_quantizer=lq.quantizers.DoReFa(k_bit=1, mode="weights"),
+        depthwise_constraint="weight_clip",
+    )(x)
+    x = keras.layers.Add()([x, y])
+    x = lq.layers.QuantConv2D(
+        8,
+        3,
+        input_quantizer="approx_sign",
+        kernel_quantizer=lq.quantizers.MagnitudeAwareSign(),
+        activation="relu",
+    )(x)
+    x = keras.layers.Conv2DTranspose(4, 2, strides=2)(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Dropout(0.1)(x)
+    x = keras.layers.Flatten()(x)
+    x = lq.layers.QuantDense(4, kernel_quantizer="ste_sign", input_quantizer="ste_sign")(x)
+    x = keras.layers.Activation("softmax", dtype="float32")(x)
+    return keras.Model(inp, x, name="varied")
+
+
+@pytest.mark.parametrize("form", ["m.keras", "m.h5", "sm"])
+def test_stock_objects_of_every_kind_pass_the_allowlist(tmp_path, form) -> None:
+    model = _varied_model()
+    x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    model.save(tmp_path / form, **({"save_format": "tf"} if form == "sm" else {}))
+    _same_outputs(model, checkpoint.load(tmp_path / form).model, x)
+
+
 def _lambda_model():
     keras = _tf.keras()
     inp = keras.Input((4,))
