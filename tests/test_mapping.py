@@ -178,3 +178,25 @@ def test_sequential_model_input_is_mapped_to_its_hidden_input_layer() -> None:
         (tensor, name, VALUE)
     ]
     check_every_output(model, _tf.lce().convert_keras_model(model))
+
+
+def test_graph_index_agrees_with_a_scan_and_stays_true_through_edits(chain) -> None:
+    from bnnconvert.graph import GraphIndex
+
+    model = ir.read(chain[1])
+    index, graph = GraphIndex(model), model.subgraphs[0]
+
+    def agrees() -> None:
+        for t in range(len(graph.tensors)):
+            assert index.producer(t) == ir.producer(graph, t)
+            assert index.consumers(t) == ir.consumers(graph, t)
+
+    agrees()
+    quantize = next(i for i, op in enumerate(graph.operators) if op.opcode == "LceQuantize")
+    index.set_input(quantize, 0, graph.inputs[0])
+    agrees()
+    op = graph.operators[quantize]
+    index.replace_op(quantize, ir.Operator("RELU", [op.outputs[0]], list(op.outputs)))
+    agrees()
+    assert index.is_constant(graph.operators[0].inputs[1])  # the stem conv's filter
+    assert not index.is_constant(graph.inputs[0]) and not index.is_constant(-1)
