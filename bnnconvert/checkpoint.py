@@ -277,8 +277,13 @@ def _load_trusted(path: Path, custom_objects: str | Path | None) -> Any:
                 path, compile=False, custom_objects=objects, safe_mode=False
             )
     except Exception as e:
+        hint = (
+            ""
+            if custom_objects is not None
+            else "; if it names your own classes or functions, pass --custom-objects FILE.py"
+        )
         raise CheckpointProblem(
-            f"{path}: Keras could not load it even with --trust-checkpoint: {_first_line(e)}"
+            f"{path}: Keras could not load it even with --trust-checkpoint: {_first_line(e)}{hint}"
         ) from e
     return model if getattr(model, "_is_graph_network", True) else _as_functional(model, path)
 
