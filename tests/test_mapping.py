@@ -196,7 +196,7 @@ def test_graph_index_agrees_with_a_scan_and_stays_true_through_edits(chain) -> N
     index.set_input(quantize, 0, graph.inputs[0])
     agrees()
     op = graph.operators[quantize]
-    index.replace_op(quantize, ir.Operator("RELU", [op.outputs[0]], list(op.outputs)))
+    index.replace_op(quantize, ir.Operator("RELU", [graph.inputs[0]], list(op.outputs)))
     agrees()
     assert index.is_constant(graph.operators[0].inputs[1])  # the stem conv's filter
     assert not index.is_constant(graph.inputs[0]) and not index.is_constant(-1)
