@@ -22,6 +22,7 @@ from bnnconvert.models import randomize_batchnorm
 from bnnconvert.validate import quick_check, validate
 from bnnconvert.validation import cache
 from bnnconvert.validation.identity import WrongCheckpoint
+from bnnconvert.validation.outputs import pair_outputs
 
 BINARY = {
     "input_quantizer": "ste_sign",
@@ -149,6 +150,19 @@ def test_exports_and_validates(name, tmp_path, monkeypatch):
             ("logits", [10]),
         ]
         assert result.outputs[1].top1_agreement == 1.0
+        # Without a signature, the outputs are still paired (by shape), never by position.
+        model.signature_defs = []
+        pairs, unpaired = pair_outputs(["features", "logits"], [(12, 12, 32), (10,)], model)
+        assert [(p.name, p.flatbuffer_index, p.matched_by) for p in pairs] == [
+            ("features", 1, "shape"),
+            ("logits", 0, "shape"),
+        ]
+        assert unpaired == []
+        _, unpaired = pair_outputs(["a", "b"], [(10,), (10,)], model)
+        assert unpaired == [
+            "output a (10) not compared: its shape is ambiguous",
+            "output b (10) not compared: its shape is ambiguous",
+        ]
 
 
 @pytest.mark.slow

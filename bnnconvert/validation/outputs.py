@@ -117,11 +117,12 @@ def pair_outputs(
         if f is not None and _compatible(shape, shapes[f]):
             pairs.append(OutputPair(name, k, f, "name"))
             taken.add(f)
-    for k, (name, shape) in enumerate(zip(keras_names, keras_shapes, strict=True)):
-        if any(p.keras_index == k for p in pairs):
-            continue
+    open_keras = [k for k in range(len(keras_names)) if all(p.keras_index != k for p in pairs)]
+    for k in open_keras:
+        name, shape = keras_names[k], keras_shapes[k]
         fits = [f for f in range(len(shapes)) if f not in taken and _compatible(shape, shapes[f])]
-        if len(fits) == 1:
+        rivals = [j for j in open_keras if fits and _compatible(keras_shapes[j], shapes[fits[0]])]
+        if len(fits) == 1 and len(rivals) == 1:
             pairs.append(OutputPair(name, k, fits[0], "shape"))
             taken.add(fits[0])
         else:
