@@ -28,7 +28,9 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import shutil
 import sys
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -194,13 +196,25 @@ def _load_keras_file(path: Path) -> Any:
             config = json.loads(read_zip_member(archive, "config.json", MAX_CONFIG_BYTES, path))
             check_config(config, str(path))
             if _WEIGHTS_MEMBER in archive.namelist():
-                with archive.open(_WEIGHTS_MEMBER) as weights:
-                    check_h5(weights, path)
+                _check_weights_member(archive, path)
     except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         raise CheckpointProblem(
             f"{path}: not a valid .keras archive ({e}); save with model.save('model.keras')"
         ) from e
     return _keras_load(path)
+
+
+def _check_weights_member(archive: zipfile.ZipFile, path: Path) -> None:
+    """Walk the ``.keras`` weights (HDF5) for external data, from a temporary copy.
+
+    h5py seeks back and forth; on a zip member every backward seek re-reads
+    from the member's start, so the (size-checked) member is copied out first.
+    """
+    with tempfile.TemporaryDirectory(prefix="bnnconvert-") as tmp:
+        copy = Path(tmp) / _WEIGHTS_MEMBER
+        with archive.open(_WEIGHTS_MEMBER) as src, copy.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        check_h5(copy, path)
 
 
 def _h5_attrs(path: Path) -> tuple[Any | None, bool]:
