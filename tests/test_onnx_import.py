@@ -181,8 +181,9 @@ def test_where_with_other_values_is_left_alone() -> None:
 
 def test_layer_names_are_onnx_names_with_dots() -> None:
     assert graph.layer_name("/features/features.1/bn/BatchNormalization") == (
-        "features.features.1.bn.BatchNormalization"
+        "features.1.bn.BatchNormalization"
     )
+    assert graph.layer_name("/block/conv/Conv") == "block.conv.Conv"
     assert graph.layer_name("/a b:c") == "a_b_c"
 
 

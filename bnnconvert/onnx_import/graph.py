@@ -69,9 +69,20 @@ class Graph:
 
 
 def layer_name(onnx_name: str) -> str:
-    """The Keras layer name for an ONNX node name: ``/features/bn/BatchNormalization`` ->
-    ``features.bn.BatchNormalization`` (Keras and TFLite use ``/`` as scope separator)."""
-    name = _NOT_IN_LAYER_NAMES.sub("_", onnx_name.strip("/").replace("/", "."))
+    """The Keras layer name for an ONNX node name, in PyTorch's module naming.
+
+    ``/features/features.3/bn/BatchNormalization`` -> ``features.3.bn.BatchNormalization``:
+    ``/`` becomes ``.`` (Keras and TFLite use ``/`` as scope separator), and a
+    scope that repeats its parent's name (PyTorch's ``Sequential`` children)
+    replaces it. Short names matter: LCE cuts tensor names at 50 characters.
+    """
+    parts: list[str] = []
+    for part in onnx_name.strip("/").split("/"):
+        if parts and part.startswith(parts[-1] + "."):
+            parts[-1] = part
+        else:
+            parts.append(part)
+    name = _NOT_IN_LAYER_NAMES.sub("_", ".".join(parts))
     return name.lstrip("._-") or "node"
 
 
