@@ -50,7 +50,7 @@ from bnnconvert.checkpoint_files import (
 from bnnconvert.config_allowlist import check_config, check_loaded_model
 from bnnconvert.errors import CheckpointProblem, UsageProblem
 from bnnconvert.h5_check import check_h5
-from bnnconvert.saved_model_restore import load_saved_model
+from bnnconvert.saved_model_restore import METADATA_NAME, load_saved_model
 
 CONFIG_NAME = "bnnconvert.json"
 TEST_SPLIT_NAME = "test_split.npz"
@@ -283,6 +283,9 @@ def _custom_objects(file: Path) -> dict[str, Any]:
 def _load_trusted(path: Path, custom_objects: str | Path | None) -> Any:
     """Keras's own loader, unsafe: only for ``--trust-checkpoint``."""
     objects = _custom_objects(Path(custom_objects)) if custom_objects is not None else {}
+    metadata = path / METADATA_NAME
+    if path.is_dir() and (not metadata.is_file() or metadata.stat().st_size == 0):
+        return _serving_signature_model(path)
     keras = _tf.keras()
     _tf.larq()
     try:
@@ -300,6 +303,48 @@ def _load_trusted(path: Path, custom_objects: str | Path | None) -> Any:
             f"{path}: Keras could not load it even with --trust-checkpoint: {_first_line(e)}{hint}"
         ) from e
     return model if getattr(model, "_is_graph_network", True) else _as_functional(model, path)
+
+
+def _serving_signature_model(path: Path) -> Any:
+    """A Keras model that calls a plain SavedModel's serving signature (no Keras metadata).
+
+    For ``tf.saved_model.save`` exports: TensorFlow loads the file (running its
+    graphs, hence trusted only), and the one-input, one-output signature is
+    wrapped in a Functional model, which LCE's converter traces like any other.
+    """
+    tf, keras = _tf.tensorflow(), _tf.keras()
+    try:
+        saved = tf.saved_model.load(str(path))
+    except Exception as e:
+        raise CheckpointProblem(
+            f"{path}: TensorFlow could not load it even with --trust-checkpoint: {_first_line(e)}"
+        ) from e
+    signatures = dict(saved.signatures)
+    fn = signatures.get("serving_default") or (
+        next(iter(signatures.values())) if len(signatures) == 1 else None
+    )
+    if fn is None:
+        raise CheckpointProblem(
+            f"{path}: a SavedModel without Keras metadata and without a serving signature "
+            f"(signatures: {', '.join(signatures) or 'none'}); export it with a "
+            "'serving_default' signature"
+        )
+    inputs = fn.structured_input_signature[1]
+    outputs = fn.structured_outputs
+    if len(inputs) != 1 or not isinstance(outputs, dict) or len(outputs) != 1:
+        raise CheckpointProblem(
+            f"{path}: its serving signature has {len(inputs)} inputs and "
+            f"{len(outputs) if isinstance(outputs, dict) else 'unnamed'} outputs; "
+            "bnnconvert converts one input to one output"
+        )
+    (name, spec), (output_name,) = next(iter(inputs.items())), outputs
+
+    def serve(tensor: Any, _loaded: Any = saved) -> Any:  # keeps the variables alive
+        return fn(**{name: tensor})[output_name]
+
+    inp = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=name)
+    call = keras.layers.Lambda(serve, name="serving_default")
+    return keras.Model(inp, call(inp), name=path.resolve().name)
 
 
 def _as_functional(model: Any, path: Path) -> Any:

@@ -403,3 +403,46 @@ def test_subclassed_saved_model_needs_trust_and_then_converts_as_one_graph(tmp_p
     loaded = checkpoint.load(tmp_path / "sm", trust=True)
     assert loaded.trusted and loaded.model.input_shape == (None, 4, 4, 2)
     np.testing.assert_allclose(loaded.model.predict(x, verbose=0), expected, atol=1e-6)
+
+
+def test_signature_only_saved_model_needs_trust_and_then_converts(tmp_path, capsys) -> None:
+    """``tf.saved_model.save`` without Keras: refused; trusted, its serving signature converts."""
+    tf, keras, lq = _tf.tensorflow(), _tf.keras(), _tf.larq()
+    net = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(32, 3, padding="same"),
+            lq.layers.QuantConv2D(
+                32, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False
+            ),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
+
+    class Serving(tf.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])
+        def serve(self, image):
+            return {"scores": self.model(image)}
+
+    module = Serving(net)
+    path = tmp_path / "plain"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    code, err = _export(path, tmp_path / "refused", capsys)
+    assert (code, err) == (
+        2,
+        f"error: {path}: a SavedModel without Keras metadata can only be loaded by running "
+        "graphs stored in it; re-save it with tf-keras model.save('model.keras'), or pass "
+        "--trust-checkpoint if you trust where it comes from",
+    )
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    loaded = checkpoint.load(path, trust=True)
+    np.testing.assert_allclose(loaded.model.predict(x, verbose=0), net(x).numpy(), atol=1e-6)
+    out = tmp_path / "trusted"
+    code = run(["export", str(path), "-o", str(out), "--no-validate", "--trust-checkpoint"])
+    assert (code, capsys.readouterr().err.strip()) == (0, f"warning: {checkpoint.TRUST_WARNING}")
+    report = json.loads((out / "export.json").read_text())
+    assert report["op_counts"].get("LceBconv2d") == 1
