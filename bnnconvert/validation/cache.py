@@ -7,8 +7,9 @@ So the Keras outputs and a summary of the Keras model (its name, layer names,
 input and output names and shapes: what the origin check needs) are stored
 under a key made of:
 
-- the sha256 of the checkpoint's bytes (every file of a checkpoint folder,
-  with their relative paths), not its path or modification time;
+- the sha256 of the checkpoint's bytes (every file of a checkpoint folder
+  with its relative path, but flatbuffers and export reports), not its path
+  or modification time;
 - the sha256 of the input array (shape, dtype, bytes), after sampling;
 - the input shape the checkpoint ran at, and the TensorFlow version.
 
@@ -68,10 +69,22 @@ def cache_dir() -> Path:
     return Path(base) / "bnnconvert" / "keras-outputs"
 
 
+def _is_export_output(path: Path) -> bool:
+    """A file ``export`` writes (an export folder may sit inside a checkpoint folder)."""
+    return path.suffix == ".tflite" or path.name in ("export.json", "export.md")
+
+
 def checkpoint_digest(path: Path) -> str:
-    """sha256 over the checkpoint's files (relative path and bytes, sorted by path)."""
+    """sha256 over the checkpoint's files (relative path and bytes, sorted by path).
+
+    Flatbuffers and export reports inside a checkpoint folder are left out, so
+    exporting into it does not make the cache miss.
+    """
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not _is_export_output(p))
+    else:
+        files = [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
         with file.open("rb") as handle:
