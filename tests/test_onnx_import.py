@@ -65,6 +65,22 @@ def binary_classifier(sign: str = "where") -> onnx.ModelProto:
             helper.make_node("GreaterOrEqual", ["bn", "zero"], ["ge"], name="/block/ge"),
             helper.make_node("Where", ["ge", "one", "minus_one"], ["s"], name="/block/where"),
         ]
+    elif sign == "pool_pad":  # sign -> max-pool -> explicit top/left zero padding
+        nodes += [
+            helper.make_node("Sign", ["bn"], ["raw_sign"], name="/block/Sign"),
+            helper.make_node(
+                "MaxPool",
+                ["raw_sign"],
+                ["pooled"],
+                name="/block/pool",
+                kernel_shape=[2, 2],
+                strides=[2, 2],
+            ),
+            helper.make_node("Pad", ["pooled", "pads"], ["s"], name="/block/pad"),
+        ]
+        initializers.append(
+            numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 0, 0], np.int64), "pads")
+        )
     else:  # x + (sign(x) - x).detach()
         nodes += [
             helper.make_node("Sign", ["bn"], ["raw_sign"], name="/block/Sign"),
@@ -78,7 +94,7 @@ def binary_classifier(sign: str = "where") -> onnx.ModelProto:
             ["conv"],
             name="/block/conv/Conv",
             kernel_shape=[3, 3],
-            pads=[1, 1, 1, 1],
+            pads=[0, 0, 0, 0] if sign == "pool_pad" else [1, 1, 1, 1],
         ),
         helper.make_node("GlobalAveragePool", ["conv"], ["pool"], name="/head/pool"),
         helper.make_node("Flatten", ["pool"], ["flat"], name="/head/Flatten"),
@@ -212,15 +228,24 @@ def test_unused_end_padding_is_trimmed() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sign", ["where", "detach"])
+@pytest.mark.parametrize(
+    ("sign", "bconvs", "findings"),
+    [
+        ("where", 1, set()),
+        ("detach", 1, {"onnx-sign-at-zero"}),
+        # the pool moves before the sign; the padding SAME cannot express doubles the conv
+        ("pool_pad", 2, {"onnx-sign-at-zero", "onnx-explicit-padding"}),
+    ],
+)
 def test_hand_written_graph_exports_binary_and_matches_onnx_runtime(
-    sign: str, tmp_path: Path
+    sign: str, bconvs: int, findings: set[str], tmp_path: Path
 ) -> None:
     from bnnconvert.export import export
 
     path = _write(binary_classifier(sign), tmp_path / f"{sign}.onnx")
     result = export(path, target="arm64", output_dir=tmp_path / "out")
-    assert result.op_counts.get("LceBconv2d") == 1
+    assert result.op_counts.get("LceBconv2d") == bconvs
     assert result.parity.passed, result.parity.failures
-    quantized = {q.name: q.binary for q in result.audit.quantized}
-    assert quantized == {"block.conv.Conv": True}
+    assert all(q.binary for q in result.audit.quantized)
+    assert "block.conv.Conv" in {q.name for q in result.audit.quantized}
+    assert {d.code for d in result.audit.diagnostics if d.code.startswith("onnx-")} == findings

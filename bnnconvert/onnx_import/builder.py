@@ -89,7 +89,6 @@ class Built:
 
     model: Any
     findings: list[Diagnostic] = field(default_factory=list)
-    binary_layers: list[str] = field(default_factory=list)
 
 
 def _binary_scale(weights: np.ndarray) -> np.ndarray | None:
@@ -184,7 +183,6 @@ class KerasBuilder:
         self.input = self.keras.Input((h, w, c), name=layer_name(graph.input))
         self.values: dict[str, Any] = {graph.input: self.input}
         self.findings: list[Diagnostic] = []
-        self.binary_layers: list[str] = []
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -264,7 +262,7 @@ class KerasBuilder:
                 ) from e
         output = self.float_tensor(self.graph.output)
         model = self.keras.Model(self.input, output, name=self.name)
-        return Built(model, self.findings, self.binary_layers)
+        return Built(model, self.findings)
 
     # --- binarization ----------------------------------------------------------------
 
@@ -400,8 +398,6 @@ class KerasBuilder:
         )
         y = layer(x)
         layer.set_weights([kernel.transpose(2, 3, 1, 0)])
-        if alpha is not None:
-            self.binary_layers.append(common["name"])
         return y
 
     def _binary_conv_zero_padded(
@@ -562,8 +558,6 @@ class KerasBuilder:
         )
         y = layer(x)
         layer.set_weights([kernel[None, None]])
-        if alpha is not None:
-            self.binary_layers.append(node.layer)
         y = self._scale_and_bias(node, y, alpha, bias)
         return self.keras.layers.Reshape((units,), name=f"{node.layer}.flatten")(y)
 
