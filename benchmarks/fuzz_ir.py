@@ -37,7 +37,8 @@ from pathlib import Path
 
 from bnnconvert import ir
 from bnnconvert.errors import FlatbufferProblem
-from bnnconvert.inspect import inspect_model, render_markdown
+from bnnconvert.inspect import inspect_model
+from bnnconvert.reports.inspect_text import render_markdown
 
 INTERESTING_INT32 = [0, 1, -1, 2, 4, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, -0x80000000, 0x10000]
 

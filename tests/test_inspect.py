@@ -16,8 +16,9 @@ import pytest
 from bnnconvert import _tf, ir
 from bnnconvert.cli.main import run
 from bnnconvert.errors import FlatbufferProblem, UsageProblem
-from bnnconvert.inspect import inspect_model, metadata_rows, render_markdown
+from bnnconvert.inspect import inspect_model
 from bnnconvert.models import randomize_batchnorm
+from bnnconvert.reports.inspect_text import metadata_rows, render_markdown
 
 # The tiny BNN (tests/conftest.py) on a 32x32x3 input, counted by hand:
 # stem Conv2D 3x3, 3 -> 32 channels; binary convs 3x3, 32 -> 32 and 64 -> 32; Dense 96 -> 10.

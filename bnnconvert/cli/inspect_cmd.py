@@ -20,7 +20,8 @@ def inspect(
     """Show what is inside a model: ops, weights, binary vs float MACs, size."""
     from bnnconvert.cli.inspect_view import print_inspect
     from bnnconvert.errors import UsageProblem
-    from bnnconvert.inspect import inspect_model, render_markdown
+    from bnnconvert.inspect import inspect_model
+    from bnnconvert.reports.inspect_text import render_markdown
 
     if as_json and as_markdown:
         raise UsageProblem("both --json and --markdown given; choose one output format")

@@ -40,7 +40,7 @@ _RENAMED = {"channels_in": "cin", "raw_custom_options_bytes": "custom bytes"}
 
 def print_inspect(result: InspectResult) -> None:
     """Summary, weights, signatures, model and metadata entries, notes, then the per-op table."""
-    from bnnconvert.inspect import metadata_rows
+    from bnnconvert.reports.inspect_text import metadata_rows
 
     console = output.wide_stdout(WIDTH)
     console.print(output.cell(result.source, style="bold"))
@@ -60,7 +60,7 @@ def print_inspect(result: InspectResult) -> None:
 
 
 def _summary(result: InspectResult) -> Table:
-    from bnnconvert.inspect import describe_macs
+    from bnnconvert.reports.inspect_text import describe_macs
 
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -101,7 +101,7 @@ def _weights(result: InspectResult) -> Table:
 
 def _signatures(result: InspectResult) -> Table:
     """Each signature (MACs when there are several), its inputs and outputs with quantization."""
-    from bnnconvert.inspect import signature_lines
+    from bnnconvert.reports.inspect_text import signature_lines
 
     table = Table(box=None, pad_edge=False, header_style="bold", show_header=False)
     table.add_column(no_wrap=True, style="bold")
