@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bnnconvert import ir
 from bnnconvert.errors import UsageProblem
+from bnnconvert.passes.int8_activations import WRAPPER_SUFFIX
 from bnnconvert.validation.cache import KerasSummary
 
 # Below this share of referenced layer names found in the checkpoint, the
@@ -70,7 +71,8 @@ def mismatch_reasons(keras: KerasSummary, fb_model: ir.Model) -> list[str]:
         named = max(prefixes, key=lambda p: len(prefixes[p]))
         if len(prefixes[named]) > 1 and embedded is None:
             reasons.append(f"its tensors are named after the model {named!r}, not {name!r}")
-    referenced = prefixes.get(name, set())
+    # --int8-activations names a wrapped float layer X "X_int8".
+    referenced = {n.removesuffix(WRAPPER_SUFFIX) for n in prefixes.get(name, set())}
     if referenced:
         found = referenced & layers
         if len(found) < MIN_LAYER_NAMES_FOUND * len(referenced):
