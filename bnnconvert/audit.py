@@ -109,8 +109,10 @@ class QuantizedLayer:
 class BatchNormOutcome:
     """What became of one BatchNormalization.
 
-    ``outcome``: "fused-into-bconv", "folded-into-conv", "before-sign" (float
-    ``MUL``/``ADD`` left in front of an ``LceQuantize``), "float-ops" or "not-found".
+    ``outcome``: "fused-into-bconv", "folded-into-conv", "folded-into-threshold"
+    (bnnconvert's fold pass made it one threshold ``ADD`` before the sign),
+    "before-sign" (float ``MUL``/``ADD`` left in front of an ``LceQuantize``),
+    "float-ops" or "not-found".
     """
 
     name: str
@@ -187,6 +189,9 @@ class AuditResult:
             "stayed_float": [q.name for q in self.stayed_float],
             "batch_norms_fused": sum(
                 b.outcome in ("fused-into-bconv", "folded-into-conv") for b in self.batch_norms
+            ),
+            "batch_norms_folded": sum(
+                b.outcome == "folded-into-threshold" for b in self.batch_norms
             ),
             "batch_norms": len(self.batch_norms),
             "binary_mac_share": round(self.binary_mac_share, 6),
@@ -440,11 +445,11 @@ def _batch_norm_outcome(name: str, lm: LayerMap) -> BatchNormOutcome:
                     f"the sign of {quantized} (LceQuantize, op {signs[0]}); "
                     f"{flipped} channel(s) with negative scale have their sign inverted"
                 )
-            else:
-                detail = (
-                    f"left as float {kinds} ({where}) before the sign "
-                    f"of {quantized} (LceQuantize, op {signs[0]})"
-                )
+                return BatchNormOutcome(name, "folded-into-threshold", detail, affine)
+            detail = (
+                f"left as float {kinds} ({where}) before the sign "
+                f"of {quantized} (LceQuantize, op {signs[0]})"
+            )
             return BatchNormOutcome(name, "before-sign", detail, affine)
         return BatchNormOutcome(name, "float-ops", f"left as float {kinds} ({where})", affine)
     listed = ", ".join(f"{o} (op {i})" for i, o in zip(ops, opcodes, strict=True))
@@ -603,7 +608,7 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
         if class_name(layer) == "BatchNormalization":
             outcome = _batch_norm_outcome(name, lm)
             batch_norms.append(outcome)
-            if outcome.outcome == "before-sign":
+            if outcome.outcome in ("before-sign", "folded-into-threshold"):
                 diagnostics.append(
                     Diagnostic(
                         "bn-before-sign",

@@ -37,8 +37,7 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
         output.stdout.print(table)
     output.stdout.print(
         f"  binary: {summary['became_binary']} of {summary['marked_binary']} layers marked binary, "
-        f"{summary['binary_mac_share']:.1%} of MACs; batch norms fused "
-        f"{summary['batch_norms_fused']} of {summary['batch_norms']}",
+        f"{summary['binary_mac_share']:.1%} of MACs; batch norms: {_batch_norms(summary)}",
         highlight=False,
     )
     infos: dict[str, int] = {}
@@ -52,3 +51,15 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
     if leaders:
         listed = ", ".join(f"{f['layer']} {f['share']:.1%}" for f in leaders)
         output.stdout.print(f"  top float layers by MACs: {listed}", highlight=False, markup=False)
+
+
+def _batch_norms(summary: dict[str, Any]) -> str:
+    """``12: 9 folded into sign thresholds, 3 fused by LCE`` (what became of them)."""
+    fused, folded = summary["batch_norms_fused"], summary.get("batch_norms_folded", 0)
+    left = summary["batch_norms"] - fused - folded
+    parts = [
+        f"{folded} folded into sign thresholds" if folded else "",
+        f"{fused} fused by LCE" if fused else "",
+        f"{left} left as float ops" if left else "",
+    ]
+    return f"{summary['batch_norms']}: " + (", ".join(p for p in parts if p) or "none")
