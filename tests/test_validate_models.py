@@ -245,6 +245,24 @@ def test_an_op_the_reference_lacks_leaves_later_layers_unchecked(tmp_path):
     ]
 
 
+def test_layer_norm_folding_the_batch_is_localized_without_false_faults(tmp_path):
+    """LayerNormalization reduces over the batch axis reshaped with H, W: replayed per sample."""
+    keras, lq = _tf.keras(), _tf.larq()
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.LayerNormalization(name="ln")(keras.layers.Conv2D(32, 3, name="conv")(inp))
+    x = lq.layers.QuantConv2D(32, 3, name="b1", **BINARY)(x)
+    model = keras.Model(inp, _head(x), name="layer_norm")
+    path = tmp_path / "model.tflite"
+    path.write_bytes(bytes(_tf.lce().convert_keras_model(model)))
+    x = np.random.default_rng(6).uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    result = validate(tmp_path, path, data=tmp_path / "x.npz", keras_model=model, layers=True)
+    assert result.verdict == "pass"
+    assert {r.keras_layer: r.cause for r in result.layers}["ln"] == "ok"
+    assert not [r for r in result.layers if r.cause == "fault"]
+
+
 def test_quick_check_never_aborts(tiny_bnn, tiny_bnn_tflite):
     model = ir.read(tiny_bnn_tflite)
     model.subgraphs[0].inputs.append(model.subgraphs[0].inputs[0])  # two inputs: unsupported

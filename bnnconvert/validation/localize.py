@@ -302,17 +302,33 @@ class _Checker:
         report.tolerance += extra
 
 
+def _batch_leads(fb_model: ir.Model) -> bool:
+    """Whether every computed tensor keeps the batch axis first (size 1 in the model).
+
+    Not so where a layer folds the batch into other axes (LayerNormalization
+    reduces over ``N, H, W`` reshaped together); those graphs are replayed on
+    one sample.
+    """
+    graph = fb_model.subgraphs[0]
+    return all(
+        graph.tensors[t].shape[:1] in ([], [1]) for op in graph.operators for t in op.outputs
+    )
+
+
 def localize(keras_model: Any, fb_model: ir.Model, x: np.ndarray) -> Localization:
     """Check every mapped layer of the flatbuffer in isolation on ``x`` (float inputs).
 
     Arguments:
         keras_model: the checkpoint's Keras model, at the flatbuffer's input shape.
         fb_model: the flatbuffer's graph.
-        x: a few float32 inputs ``(n, *input_shape)``.
+        x: a few float32 inputs ``(n, *input_shape)`` (only the first is used when
+            the graph moves the batch axis).
 
     Returns:
         A :class:`Localization`: one :class:`LayerReport` per anchor, in graph order.
     """
+    if not _batch_leads(fb_model):
+        x = x[:1]  # the reference executor runs a batch only where the batch axis leads
     result = Localization(samples=len(x))
     lm = map_layers(keras_model, fb_model)
     needed = sorted(
