@@ -23,6 +23,9 @@ before Keras sees the file:
 
 This refuses, among everything else, ``Lambda``, the TensorFlow-op layers
 (``TFOpLambda`` and relatives), RNN cell wrappers and user-written classes.
+The one exception is a ``TFOpLambda`` that names one of TensorFlow's
+fake-quantization functions (:data:`FAKE_QUANT_FUNCTIONS`: pure arithmetic,
+LCE's documented route to int8) with numeric arguments only.
 After loading, :func:`check_loaded_model` checks the built model again.
 """
 
@@ -35,6 +38,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bnnconvert.errors import CheckpointProblem
+from bnnconvert.passes.int8_activations import FAKE_QUANT_FUNCTIONS
+
+_TF_OP_MODULE = "tf_keras.src.layers.core.tf_op_layer"
+_TF_OP_CONFIG_KEYS = frozenset({"name", "trainable", "dtype", "function"})
 
 KERAS_LAYERS = frozenset(
     {
@@ -326,6 +333,9 @@ class _Checker:
         if class_name == "function":
             self.function(node, kind, layer, attr)
             return
+        if kind is LAYER and is_fake_quant_op(node):
+            self.inbound(node.get("inbound_nodes", []), layer)
+            return
         if not isinstance(class_name, str) or class_name not in kind.classes:
             raise self.unknown_class(class_name, kind, layer, attr, node)
         if registered not in (None, class_name):
@@ -519,6 +529,28 @@ def check_config(config: Any, source: str, trust_hint: str = CUSTOM_OBJECTS_HINT
 # --- after loading -------------------------------------------------------------
 
 
+def is_fake_quant_op(node: Mapping[str, Any]) -> bool:
+    """Whether a layer config is a ``TFOpLambda`` calling a ``tf.quantization`` fake-quant op.
+
+    Only the exact form tf-keras writes is accepted: its module, registered
+    name and config keys, and a ``function`` in :data:`FAKE_QUANT_FUNCTIONS`
+    (Keras resolves that string inside the ``tf`` namespace, so no other
+    function can be reached through it). Its call arguments are checked like
+    any layer's inbound nodes (numbers and tensors only).
+    """
+    config = node.get("config")
+    return (
+        node.get("class_name") == "TFOpLambda"
+        and node.get("module") in (None, _TF_OP_MODULE)
+        and node.get("registered_name") in (None, "TFOpLambda")
+        and isinstance(config, dict)
+        and set(config) <= _TF_OP_CONFIG_KEYS
+        and config.get("function") in FAKE_QUANT_FUNCTIONS
+        and isinstance(config.get("name", ""), str)
+        and isinstance(config.get("dtype", "float32"), str)
+    )
+
+
 def _allowed_types(keras: Any, lq: Any) -> tuple[set[type], set[Callable[..., Any]]]:
     classes: set[type] = {getattr(keras.layers, name) for name in KERAS_LAYERS}
     classes |= {getattr(lq.layers, name) for name in LARQ_LAYERS}
@@ -555,6 +587,10 @@ def check_loaded_model(model: Any, keras: Any, lq: Any, source: str) -> None:
         if not isinstance(layer, keras.layers.Layer):
             continue
         name = getattr(layer, "name", "?")
+        if type(layer).__name__ == "TFOpLambda" and is_fake_quant_op(
+            {"class_name": "TFOpLambda", "config": layer.get_config()}
+        ):
+            continue
         if type(layer) not in classes:
             raise CheckpointProblem(
                 f"{source}: layer {name!r} loaded as {type(layer).__name__}, which is not on "

@@ -446,3 +446,63 @@ def test_signature_only_saved_model_needs_trust_and_then_converts(tmp_path, caps
     assert (code, capsys.readouterr().err.strip()) == (0, f"warning: {checkpoint.TRUST_WARNING}")
     report = json.loads((out / "export.json").read_text())
     assert report["op_counts"].get("LceBconv2d") == 1
+
+
+# --- the one TFOpLambda accepted: TensorFlow's fake-quant ops (LCE's int8 route) ----------
+
+
+def _fake_quant_model():
+    tf, keras = _tf.tensorflow(), _tf.keras()
+    inp = keras.Input((8, 8, 3))
+    x = tf.quantization.fake_quant_with_min_max_args(inp, min=-1.0, max=1.0)
+    x = keras.layers.Conv2D(4, 3)(x)
+    x = tf.quantization.fake_quant_with_min_max_args(x, min=-4.0, max=4.0)
+    return keras.Model(inp, x)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_fake_quant_ops_load_without_trust(tmp_path, suffix) -> None:
+    model = _fake_quant_model()
+    model.save(tmp_path / f"fq{suffix}")
+    loaded = checkpoint.load(tmp_path / f"fq{suffix}").model
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def _fake_quant_layer(**changes) -> dict:
+    layer = {
+        "module": "tf_keras.src.layers.core.tf_op_layer",
+        "class_name": "TFOpLambda",
+        "registered_name": "TFOpLambda",
+        "config": {
+            "name": "fq",
+            "trainable": True,
+            "dtype": "float32",
+            "function": "quantization.fake_quant_with_min_max_args",
+        },
+        "name": "fq",
+        "inbound_nodes": [["input_1", 0, 0, {"min": -1.0, "max": 1.0}]],
+    }
+    config = changes.pop("config", {})
+    layer.update(changes)
+    layer["config"] = {**layer["config"], **config}
+    return layer
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        _fake_quant_layer(config={"function": "io.write_file"}),
+        _fake_quant_layer(registered_name="Lambda"),
+        _fake_quant_layer(module="keras.src.layers"),
+        _fake_quant_layer(config={"extra": "x"}),
+        _fake_quant_layer(inbound_nodes=[["input_1", 0, 0, {"name": "x", "min": "0"}]]),
+    ],
+    ids=["other-function", "registered-as-lambda", "other-module", "extra-key", "string-arg"],
+)
+def test_tf_op_layers_other_than_plain_fake_quant_are_refused(layer) -> None:
+    from bnnconvert.config_allowlist import check_config
+
+    config = {"class_name": "Functional", "config": {"name": "m", "layers": [layer]}}
+    with pytest.raises(CheckpointProblem, match="layer 'fq'"):
+        check_config(config, "model.keras")
