@@ -238,12 +238,28 @@ def can_own(layer: Any, opcode: str) -> bool:
 # --- tensor names ---------------------------------------------------------------------
 
 
+def layers_starting(part: str, known: Iterable[str]) -> list[str]:
+    """Keras layers whose names a cut tensor-name component could stand for.
+
+    LCE's converter cuts a long layer name to its first 40 characters and
+    appends a counter to keep tensor names unique (``<first 40 characters>2``),
+    so a component stands for the layers it starts, or, failing that, the
+    layers its text before the trailing digits starts.
+    """
+    starting = [n for n in known if n.startswith(part)]
+    stem = part.rstrip("0123456789")
+    if not starting and stem and stem != part:
+        starting = [n for n in known if n.startswith(stem)]
+    return sorted(starting)
+
+
 def layers_in_name(name: str, model_name: str, known: Iterable[str]) -> list[str]:
     """Keras layer names in a tensor name, in the order they appear.
 
     Each ``;`` segment ``<model>/<layer>/...`` names a layer. The last segment
     may be cut by the converter: inside the op part it still names its layer;
-    cut inside the layer name it counts only if exactly one layer starts so.
+    cut inside the layer name (see :func:`layers_starting`) it counts only if
+    exactly one layer starts so.
     Anything after ``#`` (bnnconvert's renames) is ignored.
     """
     known = set(known)
@@ -255,7 +271,7 @@ def layers_in_name(name: str, model_name: str, known: Iterable[str]) -> list[str
             continue
         layer: str | None = parts[1] if parts[1] in known and len(parts) >= 3 else None
         if layer is None and len(parts) == 2 and k == len(segments) - 1 and parts[1]:
-            starting = [n for n in known if n.startswith(parts[1])]
+            starting = layers_starting(parts[1], known)
             layer = starting[0] if len(starting) == 1 else None
         if layer is not None and layer not in found:
             found.append(layer)

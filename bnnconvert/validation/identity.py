@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bnnconvert import ir
 from bnnconvert.errors import UsageProblem
+from bnnconvert.mapping import layers_starting
 from bnnconvert.passes.int8_activations import WRAPPER_SUFFIX
 from bnnconvert.validation.cache import KerasSummary
 
@@ -74,7 +75,7 @@ def mismatch_reasons(keras: KerasSummary, fb_model: ir.Model) -> list[str]:
     # --int8-activations names a wrapped float layer X "X_int8".
     referenced = {n.removesuffix(WRAPPER_SUFFIX) for n in prefixes.get(name, set())}
     if referenced:
-        found = referenced & layers
+        found = {n for n in referenced if n in layers or layers_starting(n, layers)}
         if len(found) < MIN_LAYER_NAMES_FOUND * len(referenced):
             missing = sorted(referenced - layers)
             reasons.append(
