@@ -37,9 +37,10 @@ def describe_os_error(e: OSError) -> str:
 def check_writable_dir(path: Path) -> None:
     """Make sure ``path`` is, or can become, a directory we can write files into.
 
-    Creates the directory (and its parents) and a temporary file in it, then
-    removes the file; call it before slow work so a bad ``-o`` fails in
-    seconds.
+    Creates nothing that stays: an existing directory gets a temporary file,
+    a missing one a temporary directory in its nearest existing ancestor, each
+    removed at once. Call it before slow work so a bad ``-o`` fails in seconds
+    and a failed command leaves no empty folder behind.
 
     Raises:
         OutputProblem: ``path`` is a file, lies under a file, is read-only,
@@ -50,10 +51,17 @@ def check_writable_dir(path: Path) -> None:
         raise OutputProblem(
             f"cannot write to {path}: it is a file, not a directory; pick a directory with -o"
         )
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        if not ancestor.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(ancestor))
+        if ancestor == path:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".bnnconvert-", dir=ancestor))
     except OSError as e:
         raise OutputProblem(f"cannot write to {path}: {describe_os_error(e)}") from e
 

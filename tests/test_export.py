@@ -267,3 +267,11 @@ def test_default_output_dir_is_named_after_the_model(tmp_path, relative, expecte
     else:
         path.mkdir(parents=True)
     assert default_output_dir(path, "arm64") == Path("exports") / expected
+
+
+def test_failed_export_leaves_no_folder_behind(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(["export", str(tmp_path / "missing.keras")]) == 2
+    assert run(["export", str(tmp_path / "missing.keras"), "-o", str(tmp_path / "a/b")]) == 2
+    capsys.readouterr()
+    assert list(tmp_path.iterdir()) == []  # neither exports/missing-arm64 nor a/b
