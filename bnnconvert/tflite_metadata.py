@@ -327,5 +327,5 @@ def describe(info: dict[str, Any]) -> str:
 
 
 def _numbers(values: list[float]) -> str:
-    shown = ",".join(f"{v:.4g}" for v in values)
+    shown = ",".join(f"{v + 0.0:.4g}" for v in values)  # + 0.0: no "-0"
     return f"[{shown}]" if len(values) > 1 else shown

@@ -466,3 +466,15 @@ def test_export_parity_check_skips_a_model_declaring_huge_inputs():
 
     result = quick_check(None, relu_model((1, 30000, 30000)), None)
     assert result.unchecked == [f"parity not checked: {HUGE_INPUT}"]
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\n"], ids=["empty", "six-bytes"])
+def test_file_too_short_for_a_flatbuffer_says_so(tmp_path, content):
+    short = tmp_path / "short.tflite"
+    short.write_bytes(content)
+    with pytest.raises(FlatbufferProblem) as info:
+        ir.load_bytes(short)
+    assert str(info.value) == (
+        f"{short}: not a TFLite flatbuffer: the file is {len(content)} bytes long, too short "
+        "for one; give a .tflite model file"
+    )

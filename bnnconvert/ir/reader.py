@@ -433,10 +433,14 @@ def _split_metadata(model: Model, metadata: list[tuple[str, int]]) -> None:
 
 def _check_identifier(head: bytes, size: int) -> None:
     """Raise unless the first 8 bytes of a ``size``-byte file carry the ``TFL3`` identifier."""
-    if len(head) < 8 or head[4:8] != FILE_IDENTIFIER:
-        shown = head[4:8] if len(head) >= 8 else head[:8]
+    if size < 8:
         raise FlatbufferProblem(
-            f"not a TFLite flatbuffer: bytes 4..8 of this {size}-byte file are {shown!r}, "
+            f"not a TFLite flatbuffer: the file is {size} bytes long, too short for one; "
+            "give a .tflite model file"
+        )
+    if head[4:8] != FILE_IDENTIFIER:
+        raise FlatbufferProblem(
+            f"not a TFLite flatbuffer: bytes 4..8 of this {size}-byte file are {head[4:8]!r}, "
             f"not the identifier {FILE_IDENTIFIER!r}; give a .tflite model file"
         )
 
