@@ -318,9 +318,12 @@ def validate(
     result.keras_seconds = keras_seconds
     if layers or result.lossy or not result.passed:
         # Lossy outputs are judged loosely; isolation is what finds a wrong layer in them.
-        if model is None:
+        loading = time.perf_counter()
+        if model is None:  # the Keras outputs came from the cache: load the model now
             model = _at_shape(load_keras()[0], input_shape)
+        loading = time.perf_counter() - loading
         _localize(result, model, fb_model, x, kernel)
+        result.localization_seconds += loading
     _conclude(result, fail_on_ties=fail_on_ties)
     result.model_path, result.checkpoint, result.data = str(model_path), str(ckpt), source
     result.seconds = time.perf_counter() - started
