@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import BUNDLED, REPO
@@ -116,3 +118,19 @@ def test_help_reads_cleanly(cli) -> None:
     assert "--version" in texts[""]
     for command in ("validate", "bench"):
         assert "--kernel" in texts[command] and "KERNEL" in texts[command]
+
+
+def test_ctrl_c_during_export_says_so_and_exits_130(tmp_path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bnnconvert", "export", str(BUNDLED), "-o", str(tmp_path / "o")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(3)  # inside TensorFlow's import or the conversion
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.decode().strip().splitlines()[-1] == (
+        "error: interrupted; no partial output was left behind"
+    )
+    assert not (tmp_path / "o" / "model.tflite").exists()

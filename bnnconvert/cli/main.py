@@ -118,6 +118,8 @@ def run(argv: list[str] | None = None) -> int:
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == 130:  # typer turns Ctrl-C into exit 130 before it reaches us
+            error("interrupted; no partial output was left behind")
     except KeyboardInterrupt:
         error("interrupted; no partial output was left behind")
         code = 130
