@@ -9,12 +9,13 @@ produced and explains:
 - for every larq quantized layer, whether it became ``LceBconv2d`` and, if not,
   each reason found and its fix;
 - for every batch norm, whether it was fused and into what;
-- which float layers dominate the multiply-accumulates.
+- which non-binary layers (float, int8 or int16, by :data:`bnnconvert.macs.KINDS`)
+  dominate the multiply-accumulates.
 
 How the mapping works: :mod:`bnnconvert.mapping` (by tensor names and graph
 structure, never by output position), which also reads what bnnconvert's
-passes recorded in the model. MACs come from :mod:`bnnconvert.macs` and are
-counted once, for the op's owning layer.
+passes recorded in the model. MACs come from :mod:`bnnconvert.macs`, by kind
+(the same counts ``inspect`` gives), and are counted once, for the op's owning layer.
 
 What LCE 0.16 was seen to do (tests/test_audit.py converts one model per case):
 a ``QuantDense`` becomes ``LceQuantize -> LceDequantize -> FULLY_CONNECTED``; a
@@ -51,7 +52,9 @@ from typing import Any
 import numpy as np
 
 from bnnconvert import ir
+from bnnconvert import macs as mac_count
 from bnnconvert.graph import AFFINE_OPS, BINARY_CONV, DEQUANTIZE, KERNEL_OPS, QUANTIZE
+from bnnconvert.inspect import binary_share
 from bnnconvert.mapping import SIGNS, THRESHOLD, LayerMap, class_name, is_quantized, map_layers
 
 _SIGN_QUANTIZERS = "ste_sign, approx_sign or swish_sign"
@@ -59,7 +62,7 @@ _SIGN_QUANTIZER_NAMES = frozenset(
     {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
 )
 _FOLD_PASS = "fold_sign_scale"
-_TOP_FLOAT_LAYERS = 3
+_TOP_NON_BINARY_LAYERS = 3
 
 
 @dataclass
@@ -87,8 +90,7 @@ class LayerMapping:
     op_types: list[str]
     mapped_by: str
     note: str = ""
-    binary_macs: int = 0
-    float_macs: int = 0
+    macs: dict[str, int] = field(default_factory=dict)  # kind (macs.KINDS) -> MACs, non-zero only
 
 
 @dataclass
@@ -122,11 +124,14 @@ class BatchNormOutcome:
 
 
 @dataclass
-class FloatMacShare:
+class MacShare:
+    """A layer's non-binary MACs of one kind (``float``, ``int8`` or ``int16``)."""
+
     layer: str
+    kind: str
     op_types: list[str]
     macs: int
-    share: float  # of all counted MACs, binary and float
+    share: float  # of all counted MACs, of every kind
 
 
 @dataclass
@@ -139,12 +144,11 @@ class AuditResult:
 
     model_name: str
     ops: int
-    binary_macs: int
-    float_macs: int
+    macs: dict[str, int]  # by kind, every kind of macs.KINDS present (as inspect counts them)
     layers: list[LayerMapping]
     quantized: list[QuantizedLayer]
     batch_norms: list[BatchNormOutcome]
-    float_mac_leaders: list[FloatMacShare]
+    non_binary_mac_leaders: list[MacShare]
     diagnostics: list[Diagnostic]
     unmapped_ops: list[dict[str, Any]] = field(default_factory=list)
     rewrites: list[dict[str, Any]] = field(default_factory=list)  # done before conversion
@@ -174,9 +178,17 @@ class AuditResult:
         return [q for q in self.quantized if q.marked_binary and not q.binary]
 
     @property
+    def binary_macs(self) -> int:
+        return self.macs["binary"]
+
+    @property
+    def float_macs(self) -> int:
+        """MACs computed in float (int8/int16 MACs are not float: see :attr:`macs`)."""
+        return self.macs["float"]
+
+    @property
     def binary_mac_share(self) -> float:
-        total = self.binary_macs + self.float_macs
-        return self.binary_macs / total if total else 0.0
+        return binary_share(self.macs)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -194,6 +206,7 @@ class AuditResult:
                 b.outcome == "folded-into-threshold" for b in self.batch_norms
             ),
             "batch_norms": len(self.batch_norms),
+            "macs": dict(self.macs),
             "binary_mac_share": round(self.binary_mac_share, 6),
             "errors": sum(d.severity == "error" for d in self.diagnostics),
         }
@@ -530,6 +543,26 @@ def _own_quantization_notes(keras_model: Any, lm: LayerMap) -> list[Diagnostic]:
     return notes
 
 
+def _non_binary_leaders(
+    lm: LayerMap, op_macs: list[mac_count.OpMacs | None], total: int
+) -> list[MacShare]:
+    """The layers with the most non-binary MACs, one entry per (layer, kind), largest first."""
+    found: dict[tuple[str, str], MacShare] = {}
+    for i, counted in enumerate(op_macs):
+        if counted is None or counted.kind == "binary" or i not in lm.owner:
+            continue
+        key = (lm.owner[i], counted.kind)
+        entry = found.setdefault(key, MacShare(key[0], key[1], [], 0, 0.0))
+        entry.macs += counted.macs
+        opcode = lm.graph.operators[i].opcode
+        if opcode not in entry.op_types:
+            entry.op_types.append(opcode)
+    leaders = sorted(found.values(), key=lambda m: m.macs, reverse=True)[:_TOP_NON_BINARY_LAYERS]
+    for m in leaders:
+        m.share = m.macs / total if total else 0.0
+    return leaders
+
+
 # --- the entry point ------------------------------------------------------------------
 
 
@@ -547,21 +580,16 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
     Raises:
         FlatbufferProblem: ``flatbuffer`` is bytes that are not a valid TFLite model.
     """
-    from bnnconvert import macs as mac_count
-
     lm = map_layers(keras_model, flatbuffer)
     model, graph = lm.model, lm.graph
     op_macs = mac_count.count_subgraph(model, graph)
 
-    macs: dict[str, dict[str, int]] = {}
-    # The audit splits binary from everything else: int8/int16 MACs count as "float" here.
+    macs: dict[str, dict[str, int]] = {}  # layer -> kind -> MACs
     for i, counted in enumerate(op_macs):
         if counted is not None and i in lm.owner:
-            per = macs.setdefault(lm.owner[i], {"binary": 0, "float": 0})
-            per["binary" if counted.kind == "binary" else "float"] += counted.macs
+            per = macs.setdefault(lm.owner[i], {})
+            per[counted.kind] = per.get(counted.kind, 0) + counted.macs
     by_kind = mac_count.totals(op_macs)
-    binary_macs = by_kind["binary"]
-    float_macs = sum(by_kind.values()) - binary_macs
 
     layers: list[LayerMapping] = []
     quantized: list[QuantizedLayer] = []
@@ -579,8 +607,7 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
                 op_types,
                 mapped.mapped_by,
                 mapped.note,
-                macs.get(name, {}).get("binary", 0),
-                macs.get(name, {}).get("float", 0),
+                macs.get(name, {}),
             )
         )
         if is_quantized(layer):
@@ -622,27 +649,14 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
                 )
     diagnostics += _own_quantization_notes(keras_model, lm)
 
-    total = binary_macs + float_macs
-    leaders = sorted((m for m in layers if m.float_macs), key=lambda m: m.float_macs, reverse=True)[
-        :_TOP_FLOAT_LAYERS
-    ]
     return AuditResult(
         model_name=keras_model.name,
         ops=len(graph.operators),
-        binary_macs=binary_macs,
-        float_macs=float_macs,
+        macs=by_kind,
         layers=layers,
         quantized=quantized,
         batch_norms=batch_norms,
-        float_mac_leaders=[
-            FloatMacShare(
-                m.name,
-                [t for t in m.op_types if t in KERNEL_OPS],
-                m.float_macs,
-                m.float_macs / total if total else 0.0,
-            )
-            for m in leaders
-        ],
+        non_binary_mac_leaders=_non_binary_leaders(lm, op_macs, sum(by_kind.values())),
         diagnostics=diagnostics,
         unmapped_ops=[{"index": i, "type": graph.operators[i].opcode} for i in lm.unmapped_ops()],
         rewrites=list(lm.rewrites),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bnnconvert.reports.inspect_text import describe_macs
+
 if TYPE_CHECKING:
     from bnnconvert.audit import AuditResult, Diagnostic
 
@@ -39,8 +41,7 @@ def render(result: AuditResult) -> str:
         f"{summary['marked_binary']}, became LceBconv2d {summary['became_binary']}"
         + (f"; **stayed float: {', '.join(stayed)}**" if stayed else ""),
         f"- batch norms fused: {summary['batch_norms_fused']} of {summary['batch_norms']}",
-        f"- MACs: {result.binary_macs:,} binary, {result.float_macs:,} float "
-        f"(binary share {result.binary_mac_share:.1%})",
+        f"- MACs: {describe_macs(result.macs)}",
         "",
     ]
     if result.quantized:
@@ -77,16 +78,17 @@ def render(result: AuditResult) -> str:
             f"| {_cell(b.name)} | {b.outcome} | {_cell(b.detail)} |" for b in result.batch_norms
         ]
         lines.append("")
-    if result.float_mac_leaders:
+    if result.non_binary_mac_leaders:
         lines += [
-            "### Float layers by MACs",
+            "### Non-binary layers by MACs",
             "",
-            "| layer | ops | MACs | share of all MACs |",
-            "|---|---|---:|---:|",
+            "| layer | kind | ops | MACs | share of all MACs |",
+            "|---|---|---|---:|---:|",
         ]
         lines += [
-            f"| {_cell(f.layer)} | {', '.join(f.op_types)} | {f.macs:,} | {f.share:.1%} |"
-            for f in result.float_mac_leaders
+            f"| {_cell(f.layer)} | {f.kind} | {', '.join(f.op_types)} "
+            f"| {f.macs:,} | {f.share:.1%} |"
+            for f in result.non_binary_mac_leaders
         ]
         lines.append("")
     lines += [

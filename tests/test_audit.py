@@ -230,11 +230,68 @@ def test_dominant_float_layer_is_named_with_its_share() -> None:
         return _qconv()(y)
 
     result = _audit(body)
-    top = result.float_mac_leaders[0]
+    [top] = result.non_binary_mac_leaders
     # big_float: 8*8*64*3*3*32 MACs; qc: 8*8*32*3*3*64 binary MACs -> half each.
-    assert top.layer == "big_float" and top.op_types == ["CONV_2D"]
+    assert (top.layer, top.kind, top.op_types) == ("big_float", "float", ["CONV_2D"])
     assert top.macs == 8 * 8 * 64 * 9 * 32
     assert top.share == pytest.approx(0.5)
+
+
+def _int8_model():
+    keras = _tf.keras()
+
+    def body(x):
+        y = keras.layers.Conv2D(32, 3, padding="same", name="stem")(x)
+        y = keras.layers.BatchNormalization(name="bn")(y)
+        y = _qconv("bconv", pad_values=1.0)(y)
+        y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+        return keras.layers.Dense(10, name="head")(y)
+
+    return _build(body, channels=3, name="int8")
+
+
+def test_int8_layers_are_counted_as_int8_as_inspect_counts_them() -> None:
+    """--int8-activations: the float layers run in int8; none of their MACs is float."""
+    import numpy as np
+
+    from bnnconvert.inspect import inspect_model
+    from bnnconvert.passes.int8_activations import with_int8_float_layers
+
+    model = _int8_model()
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 3)).astype(np.float32)
+    int8_model, _ = with_int8_float_layers(model, x)
+    flatbuffer = _tf.lce().convert_keras_model(int8_model)
+    result = audit(model, flatbuffer)
+    stem, head, bconv = 8 * 8 * 32 * 9 * 3, 32 * 10, 8 * 8 * 32 * 9 * 32
+    assert result.macs == {"binary": bconv, "int8": stem + head, "int16": 0, "float": 0}
+    assert result.macs == inspect_model(flatbuffer).macs
+    assert result.float_macs == 0
+    assert result.binary_mac_share == pytest.approx(bconv / (bconv + stem + head))
+    leaders = [(m.layer, m.kind, m.op_types, m.macs) for m in result.non_binary_mac_leaders]
+    assert leaders == [
+        ("stem", "int8", ["CONV_2D"], stem),
+        ("head", "int8", ["FULLY_CONNECTED"], head),
+    ]
+    layers = {m.name: m.macs for m in result.layers}
+    assert layers["stem"] == {"int8": stem} and layers["bconv"] == {"binary": bconv}
+    markdown = render(result)
+    assert f"- MACs: {bconv:,} binary, {stem + head:,} int8, 0 float; binary share" in markdown
+    assert "### Non-binary layers by MACs" in markdown and "Float layers" not in markdown
+    assert f"| stem | int8 | CONV_2D | {stem:,} |" in markdown
+
+
+def test_no_non_binary_macs_gives_no_leaders_and_a_full_binary_share(capsys) -> None:
+    from bnnconvert.cli.audit_view import print_audit_summary
+
+    result = _audit(lambda x: _qconv("qc2")(_qconv()(x)))
+    assert result.macs == {"binary": 2 * 8 * 8 * 32 * 9 * 32, "int8": 0, "int16": 0, "float": 0}
+    assert result.non_binary_mac_leaders == [] and result.binary_mac_share == 1.0
+    print_audit_summary(result.to_dict())
+    human = capsys.readouterr().out
+    assert "2 of 2 layers marked binary, 100.0% of MACs" in human
+    assert f"MACs:   {2 * 8 * 8 * 32 * 9 * 32:,} binary, 0 float; binary share 100.0%" in human
+    assert "top non-binary" not in human
+    assert "### Non-binary layers by MACs" not in render(result)
 
 
 @pytest.mark.parametrize(
@@ -255,7 +312,7 @@ def test_clean_binary_densenet_has_no_binary_layer_diagnostic(
     assert not [d for d in result.diagnostics if d.severity == "error"]
     # Only the two informational notes every published BinaryDenseNet gets.
     assert {d.code for d in result.diagnostics} <= {"pad-values-zero", "bn-before-sign"}
-    assert result.float_mac_leaders[0].layer.startswith(("stem_conv", "transition"))
+    assert result.non_binary_mac_leaders[0].layer.startswith(("stem_conv", "transition"))
     assert not result.unmapped_ops
 
 

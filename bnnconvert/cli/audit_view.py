@@ -8,12 +8,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from bnnconvert.cli import output
+from bnnconvert.reports.inspect_text import describe_macs
 
 _MAX_ROWS = 12
 
 
 def print_audit_summary(audit: dict[str, Any]) -> None:
-    """Quantized layers (problems first), findings in one line each, float MAC leaders."""
+    """Quantized layers (problems first), findings in one line each, MACs by kind and the
+    non-binary MAC leaders."""
     summary = audit["summary"]
     quantized = sorted(audit["quantized"], key=lambda q: (q["binary"], not q["marked_binary"]))
     reasons: dict[str, list[str]] = {}
@@ -37,7 +39,8 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
         output.stdout.print(table)
     output.stdout.print(
         f"  binary: {summary['became_binary']} of {summary['marked_binary']} layers marked binary, "
-        f"{summary['binary_mac_share']:.1%} of MACs; batch norms: {_batch_norms(summary)}",
+        f"{summary['binary_mac_share']:.1%} of MACs; batch norms: {_batch_norms(summary)}\n"
+        f"  MACs:   {describe_macs(summary['macs'])}",
         highlight=False,
     )
     infos: dict[str, int] = {}
@@ -47,10 +50,12 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
     if infos:
         listed = ", ".join(f"{code} ×{n}" for code, n in infos.items())
         output.stdout.print(f"  notes: {listed} (see export.md)", highlight=False)
-    leaders = audit["float_mac_leaders"]
+    leaders = audit["non_binary_mac_leaders"]
     if leaders:
-        listed = ", ".join(f"{f['layer']} {f['share']:.1%}" for f in leaders)
-        output.stdout.print(f"  top float layers by MACs: {listed}", highlight=False, markup=False)
+        listed = ", ".join(f"{f['layer']} {f['kind']} {f['share']:.1%}" for f in leaders)
+        output.stdout.print(
+            f"  top non-binary layers by MACs: {listed}", highlight=False, markup=False
+        )
 
 
 def _batch_norms(summary: dict[str, Any]) -> str:
