@@ -138,7 +138,12 @@ def optimize(
     Sizes are measured on bnnconvert's own serialization before and after each
     pass, so a pass is credited only with what it changed: one that rewrote
     nothing reports the same size before and after (LCE's writer lays out the
-    same graph differently; that difference is nobody's saving).
+    same graph differently; that difference is nobody's saving). Dead weight
+    a pass leaves behind (constants only the ops it replaced read) counts
+    against that pass, as if dropped at once, not for ``cleanup``, which is
+    credited with the dead code it found in the input, the dead ops it
+    removes and the constants it shares. So with ``cleanup`` off, the last
+    pass's ``bytes_after`` leaves out dead weight the output still holds.
 
     Returns:
         The rewritten flatbuffer (``flatbuffer`` itself if no pass is enabled)
@@ -154,10 +159,17 @@ def optimize(
         return bytes(flatbuffer), []
     model = ir.read(flatbuffer)
     data = ir.write(model)
+    dead = len(data) - cleanup.live_size(model)
+    credited = 0  # bytes of ``dead`` already counted against the pass that left them
     stats = []
     for run in chosen:
         result = run(model)
         before, data = data, ir.write(model)
-        result.bytes_before, result.bytes_after = len(before), len(data)
+        dead_before = dead
+        if data != before:
+            dead = len(data) - cleanup.live_size(model)
+        result.bytes_before = len(before) - credited
+        credited = min(dead, max(0, credited + dead - dead_before))
+        result.bytes_after = len(data) - credited
         stats.append(result)
     return data, stats

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from bnnconvert import ir
 from bnnconvert.passes.stats import PassStats
 
@@ -39,6 +41,23 @@ def _remove_dead_ops(model: ir.Model, graph: ir.Subgraph, g_index: int) -> int:
         removed += len(dead)
 
 
+def _remove_all_dead_ops(model: ir.Model) -> int:
+    """Remove dead ops in every subgraph; return how many."""
+    return sum(_remove_dead_ops(model, g, i) for i, g in enumerate(model.subgraphs))
+
+
+def live_size(model: ir.Model) -> int:
+    """Bytes of ``model``'s serialization without its dead ops, tensors and buffers.
+
+    ``model`` is left as it is (a copy is pruned). The same dead-code rule as
+    :func:`cleanup`, without sharing identical constants.
+    """
+    live = copy.deepcopy(model)
+    _remove_all_dead_ops(live)
+    ir.prune(live)
+    return len(ir.write(live))
+
+
 def _share_buffers(model: ir.Model) -> int:
     """Point tensors with byte-identical constant data at one buffer; return merges."""
     first: dict[bytes, int] = {}
@@ -66,8 +85,7 @@ def cleanup(model: ir.Model) -> PassStats:
     stats = PassStats(NAME)
     tensors_before = sum(len(g.tensors) for g in model.subgraphs)
     buffers_before = len(model.buffers)
-    for g_index, graph in enumerate(model.subgraphs):
-        stats.ops_removed += _remove_dead_ops(model, graph, g_index)
+    stats.ops_removed = _remove_all_dead_ops(model)
     shared = _share_buffers(model)
     ir.prune(model)
     stats.rewrites = stats.ops_removed + shared

@@ -14,8 +14,9 @@ class PassStats:
     ``rewrites`` counts matched patterns that were rewritten, ``skipped``
     the matched patterns left alone, by reason. ``bytes_before`` /
     ``bytes_after`` are the sizes of bnnconvert's serialization of the graph
-    around the pass (filled in by :func:`bnnconvert.passes.optimize`), so they
-    differ only by what the pass changed.
+    around the pass, less the dead weight earlier passes left for ``cleanup``
+    (filled in by :func:`bnnconvert.passes.optimize`), so they differ only by
+    what the pass changed, including the constants it made dead.
     """
 
     name: str
