@@ -30,6 +30,12 @@ still succeeds); ``QuantConv1D``, ``QuantDepthwiseConv2D`` and
 ``QuantConv2DTranspose`` stay float ops (their input sign may be computed by
 the previous bconv's bitpacked output, which is not their fault).
 
+When the audit cannot see the Keras layers (no Larq layer at the top level,
+and the ops are computed by one nested/revived model or ``Lambda``: a
+subclassed SavedModel or a signature-only SavedModel loaded with
+``--trust-checkpoint``), it says so (``opaque``) and counts the ops instead
+(``ops_with_macs``).
+
 What is not an error: a first layer that reads the network input with only a
 kernel quantizer (Larq's recommended practice: an info note, not "marked
 binary"); a ``QuantDense`` that :mod:`bnnconvert.rewrites` turned into a 1x1
@@ -46,6 +52,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -152,6 +159,10 @@ class AuditResult:
     diagnostics: list[Diagnostic]
     unmapped_ops: list[dict[str, Any]] = field(default_factory=list)
     rewrites: list[dict[str, Any]] = field(default_factory=list)  # done before conversion
+    # Why the audit cannot see the Keras layers ("" when it can), e.g. "a subclassed
+    # model ('Net') seen as one layer"; then ``ops_with_macs`` is the per-op account.
+    opaque: str = ""
+    ops_with_macs: dict[str, int] = field(default_factory=dict)  # op type -> count
 
     def record_folding(self, folded: int, left_alone: int) -> None:
         """Say in the ``bn-before-sign`` findings what our fold pass did about them.
@@ -208,6 +219,8 @@ class AuditResult:
             "batch_norms": len(self.batch_norms),
             "macs": dict(self.macs),
             "binary_mac_share": round(self.binary_mac_share, 6),
+            "opaque": self.opaque,
+            "ops_with_macs": dict(self.ops_with_macs),
             "errors": sum(d.severity == "error" for d in self.diagnostics),
         }
         return out
@@ -543,6 +556,27 @@ def _own_quantization_notes(keras_model: Any, lm: LayerMap) -> list[Diagnostic]:
     return notes
 
 
+def _opaque_reason(lm: LayerMap, op_macs: list[mac_count.OpMacs | None]) -> str:
+    """Why the audit cannot see the model's Keras layers, or "" when it can.
+
+    No Larq layer at the top level, and a nested or revived model or a ``Lambda``
+    there computes the counted ops (or they are traced to no layer at all): a
+    subclassed SavedModel, or a SavedModel's signature wrapped in a Lambda.
+    """
+    if any(is_quantized(layer) for layer in lm.keras.layers.values()):
+        return ""
+    counted = [i for i, c in enumerate(op_macs) if c is not None]
+    for name, layer in lm.keras.layers.items():
+        nested = hasattr(layer, "layers") and hasattr(layer, "inputs")
+        if not nested and class_name(layer) != "Lambda":
+            continue
+        if counted and all(lm.owner.get(i, name) == name for i in counted):
+            if nested:
+                return f"a subclassed or nested model ('{class_name(layer)}') is one layer to it"
+            return f"a Lambda ('{name}') calls a SavedModel signature or function"
+    return ""
+
+
 def _non_binary_leaders(
     lm: LayerMap, op_macs: list[mac_count.OpMacs | None], total: int
 ) -> list[MacShare]:
@@ -660,4 +694,10 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
         diagnostics=diagnostics,
         unmapped_ops=[{"index": i, "type": graph.operators[i].opcode} for i in lm.unmapped_ops()],
         rewrites=list(lm.rewrites),
+        opaque=_opaque_reason(lm, op_macs),
+        ops_with_macs=dict(
+            Counter(
+                graph.operators[i].opcode for i, c in enumerate(op_macs) if c is not None
+            ).most_common()
+        ),
     )

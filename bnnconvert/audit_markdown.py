@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bnnconvert.reports.inspect_text import describe_macs
 
@@ -24,14 +24,24 @@ def _grouped(diagnostics: list[Diagnostic]) -> list[tuple[Diagnostic, list[str]]
     return sorted(groups.values(), key=lambda g: order.get(g[0].severity, 2))
 
 
+def opaque_line(summary: dict[str, Any]) -> str:
+    """``the audit cannot see this model's Keras layers (...); per op: 3 LceBconv2d, 1 CONV_2D``.
+
+    Arguments:
+        summary: ``AuditResult.to_dict()["summary"]`` of an audit with ``opaque`` set.
+    """
+    per_op = ", ".join(f"{n} {op}" for op, n in summary["ops_with_macs"].items()) or "none"
+    return f"the audit cannot see this model's Keras layers ({summary['opaque']}); per op: {per_op}"
+
+
 def render(result: AuditResult) -> str:
     """The audit as Markdown: summary, binary layers, findings, batch norms, MACs, mapping."""
     summary = result.to_dict()["summary"]
     stayed = summary["stayed_float"]
-    lines = [
-        f"## Conversion audit: {result.model_name}",
-        "",
-        f"- quantized layers: {summary['quantized_layers']}"
+    quantized_line = (
+        f"- {opaque_line(summary)}"
+        if summary["opaque"]
+        else f"- quantized layers: {summary['quantized_layers']}"
         + (
             " (" + ", ".join(f"{c} {n}" for c, n in summary["quantized_by_class"].items()) + ")"
             if summary["quantized_by_class"]
@@ -39,7 +49,12 @@ def render(result: AuditResult) -> str:
         )
         + f", marked binary "
         f"{summary['marked_binary']}, became LceBconv2d {summary['became_binary']}"
-        + (f"; **stayed float: {', '.join(stayed)}**" if stayed else ""),
+        + (f"; **stayed float: {', '.join(stayed)}**" if stayed else "")
+    )
+    lines = [
+        f"## Conversion audit: {result.model_name}",
+        "",
+        quantized_line,
         f"- batch norms fused: {summary['batch_norms_fused']} of {summary['batch_norms']}",
         f"- MACs: {describe_macs(result.macs)}",
         "",

@@ -528,3 +528,94 @@ def test_own_fake_quant_nodes_are_audited_as_the_source_of_int8() -> None:
     assert notes[0].message.startswith("int8 from the model's own quantization nodes (QUANTIZE")
     assert notes[0].layer.startswith("tf.quantization.fake_quant_with_min_max_args")
     assert not [o for o in result.unmapped_ops if o["type"] == "QUANTIZE"]
+
+
+# --- models whose Keras layers the audit cannot see ---------------------------------------
+
+
+def _subclassed_saved_model(path: Path) -> Path:
+    """A subclassed model (float stem, binary block with a real shortcut) saved as SavedModel."""
+    import numpy as np
+
+    keras = _tf.keras()
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = _qconv("qc", pad_values=1.0)
+
+        def call(self, x):
+            return x + self.conv(x)
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="subclassed")
+            self.stem = keras.layers.Conv2D(32, 3, padding="same")
+            self.block = Block()
+            self.pool = keras.layers.GlobalAveragePooling2D()
+
+        def call(self, x):
+            return self.pool(self.block(self.stem(x)))
+
+    keras.utils.set_random_seed(0)
+    net = Net()
+    net(np.zeros((1, 8, 8, 3), np.float32))
+    net.save(path, save_format="tf")
+    return path
+
+
+def test_subclassed_saved_model_is_audited_per_op(tmp_path, capsys) -> None:
+    saved = _subclassed_saved_model(tmp_path / "sm")
+    out = tmp_path / "out"
+    assert run(["export", str(saved), "-o", str(out), "--trust-checkpoint", "--no-validate"]) == 0
+    human = capsys.readouterr().out
+    stem, bconv = 8 * 8 * 32 * 9 * 3, 8 * 8 * 32 * 9 * 32
+    share = f"{bconv / (bconv + stem):.1%}"
+    assert share == "91.4%"
+    line = (
+        "binary: the audit cannot see this model's Keras layers (a subclassed or nested model "
+        f"('Net') is one layer to it); per op: 1 CONV_2D, 1 LceBconv2d; {share} of MACs binary"
+    )
+    assert line in human
+    assert "0 of 0 layers marked binary" not in human
+    summary = json.loads((out / "export.json").read_text())["audit"]["summary"]
+    assert summary["opaque"] == "a subclassed or nested model ('Net') is one layer to it"
+    assert summary["ops_with_macs"] == {"CONV_2D": 1, "LceBconv2d": 1}
+    assert summary["macs"] == {"binary": bconv, "int8": 0, "int16": 0, "float": stem}
+    markdown = (out / "export.md").read_text()
+    assert "- binary layers: the audit cannot see this model's Keras layers" in markdown
+    assert "- quantized layers" not in markdown
+
+
+def test_functional_model_is_not_called_opaque() -> None:
+    result = _audit(lambda x: _tf.keras().layers.Conv2D(8, 3, name="float_conv")(x), 3)
+    assert result.opaque == "" and result.ops_with_macs == {"CONV_2D": 1}
+
+
+def test_signature_only_saved_model_is_audited_per_op(tmp_path) -> None:
+    """``tf.saved_model.save`` without Keras: a Lambda calls its serving signature."""
+    import numpy as np
+
+    from bnnconvert import checkpoint
+
+    tf = _tf.tensorflow()
+
+    class Module(tf.Module):
+        def __init__(self):
+            self.kernel = tf.Variable(np.random.default_rng(0).normal(size=(3, 3, 3, 8)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32, name="x")])
+        def __call__(self, x):
+            return {"y": tf.nn.conv2d(x, tf.cast(self.kernel, tf.float32), 1, "SAME")}
+
+    module = Module()
+    tf.saved_model.save(module, str(tmp_path / "sig"), signatures=module.__call__)
+    model = checkpoint.load(tmp_path / "sig", trust=True).model
+    result = audit(model, _tf.lce().convert_keras_model(model))
+    assert result.opaque == "a Lambda ('serving_default') calls a SavedModel signature or function"
+    assert result.ops_with_macs == {"CONV_2D": 1}
+    assert result.macs["float"] == 8 * 8 * 8 * 9 * 3
+    assert render(result).splitlines()[2] == (
+        "- the audit cannot see this model's Keras layers (a Lambda ('serving_default') calls "
+        "a SavedModel signature or function); per op: 1 CONV_2D"
+    )

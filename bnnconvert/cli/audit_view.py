@@ -7,6 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from bnnconvert.audit_markdown import opaque_line
 from bnnconvert.cli import output
 from bnnconvert.reports.inspect_text import describe_macs
 
@@ -37,11 +38,17 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
         if len(quantized) > _MAX_ROWS:
             table.add_row(f"... {len(quantized) - _MAX_ROWS} more")
         output.stdout.print(table)
+    if summary["opaque"]:
+        binary = f"{opaque_line(summary)}; {summary['binary_mac_share']:.1%} of MACs binary"
+    else:
+        binary = (
+            f"{summary['became_binary']} of {summary['marked_binary']} layers marked binary, "
+            f"{summary['binary_mac_share']:.1%} of MACs; batch norms: {_batch_norms(summary)}"
+        )
     output.stdout.print(
-        f"  binary: {summary['became_binary']} of {summary['marked_binary']} layers marked binary, "
-        f"{summary['binary_mac_share']:.1%} of MACs; batch norms: {_batch_norms(summary)}\n"
-        f"  MACs:   {describe_macs(summary['macs'])}",
+        f"  binary: {binary}\n  MACs:   {describe_macs(summary['macs'])}",
         highlight=False,
+        markup=False,
     )
     infos: dict[str, int] = {}
     for d in audit["diagnostics"]:

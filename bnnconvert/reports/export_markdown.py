@@ -85,8 +85,13 @@ def render(result: ExportResult) -> str:
         f"- size: {_size(result.model_bytes)}; LCE's converter wrote "
         f"{_size(result.lce_model_bytes)}",
         f"- sha256: `{result.sha256}`",
-        f"- binary layers: {summary['became_binary']} of {summary['marked_binary']} marked "
-        f"binary; binary share of MACs {summary['binary_mac_share']:.1%}",
+        (
+            f"- binary layers: {audit_markdown.opaque_line(summary)}"
+            if summary["opaque"]
+            else f"- binary layers: {summary['became_binary']} of {summary['marked_binary']} "
+            "marked binary"
+        )
+        + f"; binary share of MACs {summary['binary_mac_share']:.1%}",
         "",
         "## Signature",
         "",
