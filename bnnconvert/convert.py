@@ -26,6 +26,9 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
 def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
     """Return ``model`` with a fixed ``(H, W, C)`` input, rebuilding it if needed.
 
+    A rebuilt model keeps the input's name and dtype (the flatbuffer's
+    signature input is named after it) and every layer's name, so its outputs'.
+
     Raises:
         UsageProblem: if the model has no fixed input size and none was given,
             or the given one does not fit its layers.
@@ -51,7 +54,8 @@ def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
         )
     keras = _tf.keras()
     try:
-        clone = keras.models.clone_model(model, input_tensors=keras.Input(shape))
+        image = keras.Input(shape, name=model.input_names[0], dtype=model.inputs[0].dtype)
+        clone = keras.models.clone_model(model, input_tensors=image)
         clone.set_weights(model.get_weights())
     except Exception as e:
         raise UsageProblem(

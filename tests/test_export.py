@@ -128,9 +128,15 @@ def test_bad_input_shape_is_one_line(capsys, tmp_path) -> None:
     assert "Expected --input-shape as H,W,C" in capsys.readouterr().err
 
 
-def test_input_shape_rebuilds_the_model(tmp_path) -> None:
+def test_input_shape_rebuilds_the_model(bundled_export, tmp_path) -> None:
     result = export(BUNDLED, target="arm64", output_dir=tmp_path, input_shape=(40, 40, 1))
     assert result.inputs[0]["shape"] == [1, 40, 40, 1]
+    # An app looks the input and outputs up by name: the rebuilt model keeps them.
+    (signature,) = ir.read(result.model_path.read_bytes()).signature_defs
+    assert (list(signature.inputs), list(signature.outputs)) == (["image"], ["head_softmax"])
+    for side in ("inputs", "outputs"):
+        names = [t["name"] for t in getattr(result, side)]
+        assert names == [t["name"] for t in getattr(bundled_export, side)]
 
 
 def test_failed_write_keeps_the_old_model(tmp_path, monkeypatch) -> None:
