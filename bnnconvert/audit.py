@@ -36,6 +36,11 @@ subclassed SavedModel or a signature-only SavedModel loaded with
 ``--trust-checkpoint``), it says so (``opaque``) and counts the ops instead
 (``ops_with_macs``).
 
+On LCE's ``xcore`` back end every binary conv stays ``LceQuantize ->
+LceDequantize -> CONV_2D`` by design (for XMOS's own tools to lower): the
+audit gives that reason (``xcore-back-end``) first for every layer marked
+binary, and any reason the layer would not be binary on ARM after it.
+
 What is not an error: a first layer that reads the network input with only a
 kernel quantizer (Larq's recommended practice: an info note, not "marked
 binary"); a ``QuantDense`` that :mod:`bnnconvert.rewrites` turned into a 1x1
@@ -482,10 +487,20 @@ def _batch_norm_outcome(name: str, lm: LayerMap) -> BatchNormOutcome:
     return BatchNormOutcome(name, "float-ops", f"merged into {listed}", ops)
 
 
+_XCORE_BACK_END = (
+    "xcore-back-end",
+    "LCE 0.16's xcore back end leaves every binary conv as LceQuantize -> LceDequantize -> "
+    "float CONV_2D with ±1 weights by design, for XMOS's own tools to lower: LCE's binary "
+    "kernels are not used",
+    "use --target arm64, armv7 or x86_64 for LCE's binary kernels; keep --target xcore only "
+    "to hand the model to XMOS's tools",
+)
+
+
 def _quantized_layer(
-    lm: LayerMap, name: str, layer: Any, op_types: list[str]
+    lm: LayerMap, name: str, layer: Any, op_types: list[str], back_end: str
 ) -> tuple[QuantizedLayer, list[Diagnostic]]:
-    """What became of one Larq quantized layer, and the findings about it."""
+    """What became of one Larq quantized layer on LCE back end ``back_end``, and the findings."""
     cls = class_name(layer)
     compute = [t for t in op_types if t in KERNEL_OPS] or op_types
     binary = BINARY_CONV in op_types
@@ -522,7 +537,10 @@ def _quantized_layer(
         ]
     if not entry.marked_binary or binary:
         return entry, []
-    found = _reasons_not_binary(layer, op_types, _input_signs_fused_upstream(lm, name)) or [
+    found = _reasons_not_binary(layer, op_types, _input_signs_fused_upstream(lm, name))
+    if back_end == "xcore":
+        found = [_XCORE_BACK_END, *found]
+    found = found or [
         (
             "unknown",
             f"LCE kept it as {', '.join(compute) or 'no op'}; bnnconvert does not recognise why",
@@ -600,13 +618,15 @@ def _non_binary_leaders(
 # --- the entry point ------------------------------------------------------------------
 
 
-def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
+def audit(keras_model: Any, flatbuffer: bytes | ir.Model, *, back_end: str = "arm") -> AuditResult:
     """Audit how LCE converted ``keras_model`` into ``flatbuffer``.
 
     Arguments:
         keras_model: the tf-keras model that was converted (top-level layers
             are audited; a nested model counts as one layer).
         flatbuffer: the converted model, as bytes or as a :class:`bnnconvert.ir.Model`.
+        back_end: the LCE back end it was converted for (``Target.lce_target``:
+            "arm" or "xcore").
 
     Returns:
         An :class:`AuditResult`.
@@ -645,7 +665,7 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model) -> AuditResult:
             )
         )
         if is_quantized(layer):
-            entry, found = _quantized_layer(lm, name, layer, op_types)
+            entry, found = _quantized_layer(lm, name, layer, op_types, back_end)
             quantized.append(entry)
             diagnostics += found
             if name in rewritten:

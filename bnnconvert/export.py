@@ -343,7 +343,7 @@ def export(
     graph = ir.read(flatbuffer)
     # The audit describes the graph we write, so its op numbers match model.tflite.
     say("Auditing the conversion")
-    report = audit.audit(keras_model, graph)
+    report = audit.audit(keras_model, graph, back_end=preset.lce_target)
     report.diagnostics += loaded.findings  # what the ONNX import found, by ONNX node
     for stats in optimized:
         if stats.name == fold_sign_scale.NAME:

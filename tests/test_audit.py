@@ -619,3 +619,49 @@ def test_signature_only_saved_model_is_audited_per_op(tmp_path) -> None:
         "- the audit cannot see this model's Keras layers (a Lambda ('serving_default') calls "
         "a SavedModel signature or function); per op: 1 CONV_2D"
     )
+
+
+# --- the xcore back end -------------------------------------------------------------------
+
+
+def test_xcore_back_end_is_the_reason_binary_convs_stay_float(tmp_path, capsys) -> None:
+    """LCE's xcore back end leaves binary convs float by design (README's Targets table)."""
+    from bnnconvert import convert, targets
+    from bnnconvert.export_report import strict_failure
+
+    model = _build(lambda x: _qconv("qc2")(_qconv()(x)), name="xc")
+    flatbuffer, _ = convert.convert(model, targets.target("xcore"))
+    result = audit(model, flatbuffer, back_end="xcore")
+    assert [(q.name, q.became) for q in result.stayed_float] == [
+        ("qc", ["CONV_2D"]),
+        ("qc2", ["CONV_2D"]),
+    ]
+    assert {layer: list(_errors(result, layer)) for layer in ("qc", "qc2")} == {
+        "qc": ["xcore-back-end"],
+        "qc2": ["xcore-back-end"],
+    }
+    [finding] = [d for d in result.diagnostics if d.layer == "qc"]
+    assert finding.message.startswith(
+        "LCE 0.16's xcore back end leaves every binary conv as LceQuantize -> LceDequantize -> "
+        "float CONV_2D with ±1 weights by design"
+    )
+    assert finding.fix.startswith("use --target arm64, armv7 or x86_64 for LCE's binary kernels")
+    assert "unknown" not in render(result)
+    failure = strict_failure(result, tmp_path)
+    assert failure is not None and (
+        "2 layer(s) marked binary did not become LceBconv2d: qc (xcore-back-end), "
+        "qc2 (xcore-back-end); "
+    ) in str(failure)
+
+
+def test_xcore_keeps_the_layers_own_reasons_after_the_back_end(tmp_path) -> None:
+    from bnnconvert import convert, targets
+    from bnnconvert.export_report import strict_failure
+
+    model = _build(lambda x: _qconv(input_quantizer="ste_heaviside")(x), name="xc")
+    flatbuffer, _ = convert.convert(model, targets.target("xcore"))
+    result = audit(model, flatbuffer, back_end="xcore")
+    assert list(_errors(result)) == ["xcore-back-end", "unsupported-input-quantizer"]
+    assert "qc (xcore-back-end, unsupported-input-quantizer)" in str(
+        strict_failure(result, tmp_path)
+    )
