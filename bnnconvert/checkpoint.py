@@ -107,7 +107,9 @@ def load(
     Arguments:
         path: file or directory.
         arch: architecture name for weights-only files (``binarydensenet28`` ...).
-        input_shape: ``(H, W, C)`` to build ``arch`` with (default 224x224x3).
+        input_shape: ``(H, W, C)`` to build ``arch`` with (default: the
+            variant's own, e.g. 32x32x1 for ``binarydensenet_digits``); the
+            stem follows the weights.
         num_classes: classes to build ``arch`` with (default: read from the weights).
         trust: load ``.keras``/``.h5``/SavedModel files through Keras's own
             unsafe loader (``Lambda`` layers, custom objects, SavedModel graphs
@@ -438,8 +440,8 @@ def _load_tf_checkpoint(folder: Path, test_data: Path | None) -> LoadedCheckpoin
     return LoadedCheckpoint(model, folder, "tf-checkpoint", arch, test_data)
 
 
-def _h5_num_classes(path: Path) -> int | None:
-    """Width of the last Dense kernel in a weights-only h5, if there is one."""
+def _h5_kernel_shapes(path: Path) -> list[tuple[int, ...]]:
+    """Shapes of the kernels in a weights-only h5, in layer order (Keras's topology order)."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -447,14 +449,14 @@ def _h5_num_classes(path: Path) -> int | None:
         names = [
             n.decode() if isinstance(n, bytes) else n for n in root.attrs.get("layer_names", [])
         ]
-        for name in reversed(names):
+        shapes = []
+        for name in names:
             group = root[name]
-            weight_names = group.attrs.get("weight_names", [])
-            for w in weight_names:
+            for w in group.attrs.get("weight_names", []):
                 w = w.decode() if isinstance(w, bytes) else w
-                if w.endswith("kernel:0") and len(group[w].shape) == 2:
-                    return int(group[w].shape[1])
-    return None
+                if w.endswith("kernel:0"):
+                    shapes.append(tuple(int(d) for d in group[w].shape))
+    return shapes
 
 
 def _load_arch_weights(
@@ -474,9 +476,14 @@ def _load_arch_weights(
         )
     checked_file(path, MAX_CHECKPOINT_BYTES, "a weights .h5 file")
     _h5_attrs(path)  # readable HDF5, no external data?
-    classes = num_classes or _h5_num_classes(path) or 1000
+    kernels = _h5_kernel_shapes(path)
+    dense = [k[1] for k in kernels if len(k) == 2]
+    stem = next((k for k in kernels if len(k) == 4), None)  # 3x3 or 7x7, by the training input
     model = models.build_binary_densenet(
-        spec, input_shape=tuple(input_shape or (224, 224, 3)), num_classes=classes
+        spec,
+        input_shape=input_shape,
+        num_classes=num_classes or (dense[-1] if dense else None),
+        small_stem=None if stem is None else stem[0] == 3,
     )
     try:
         model.load_weights(str(path))

@@ -1,13 +1,15 @@
 """BinaryDenseNet (Bethge et al., 2019) as published, and small variants.
 
-All variants use growth rate 64, 64 initial filters, no bottleneck and no
-scaling factors. A dense layer is BN -> binary 3x3 conv (``ste_sign`` on
-input and kernel, clip 1.3, weight clip 1.3, ``same`` padding, no bias) ->
-concatenate with its input. A transition is BN -> max-pool 2x2 (skipped when
+The published variants use growth rate 64, 64 initial filters, no
+bottleneck and no scaling factors. A dense layer is BN -> binary 3x3 conv
+(``ste_sign`` on input and kernel, clip 1.3, weight clip 1.3, ``same``
+padding, no bias) -> concatenate with its input. A transition is BN -> max-pool 2x2 (skipped when
 the next block is dilated) -> ReLU -> float 1x1 conv to
-``round((C // r) / 32) * 32`` channels. Layers are created in the same order
-as the published models, so the published ``binary_densenet_*_weights.h5``
-files load into these definitions by topology (``model.load_weights(path)``).
+``round((C // r) / 32) * 32`` channels. The stem is a 7x7 stride-2 conv, BN,
+ReLU and 3x3 max-pool for inputs of 50 px or more, one 3x3 conv below (or as
+asked with ``small_stem``). Layers are created in the same order as the
+published models, so the published ``binary_densenet_*_weights.h5`` files
+load into these definitions by topology (``model.load_weights(path)``).
 
 Example:
     >>> model = binary_densenet28(input_shape=(224, 224, 3), num_classes=1000)
@@ -39,6 +41,8 @@ class BinaryDenseNetSpec:
     dilations: tuple[int, ...]
     growth_rate: int = 64
     initial_filters: int = 64
+    input_shape: tuple[int, int, int] = (224, 224, 3)  # the variant's own (H, W, C)
+    num_classes: int = 1000
 
 
 SPECS: dict[str, BinaryDenseNetSpec] = {
@@ -55,9 +59,9 @@ SPECS: dict[str, BinaryDenseNetSpec] = {
         "binary_densenet45", (6, 12, 14, 8), (2.7, 3.3, 4.0), (1, 1, 1, 1)
     ),
     # The bundled digits model (models/digits/): three blocks of three
-    # 32-filter binary layers on a 32x32x1 input.
+    # 32-filter binary layers on a 32x32x1 input, 10 classes.
     "binarydensenet_digits": BinaryDenseNetSpec(
-        "binary_densenet_digits", (3, 3, 3), (2.0, 2.0), (1, 1, 1), 32, 32
+        "binary_densenet_digits", (3, 3, 3), (2.0, 2.0), (1, 1, 1), 32, 32, (32, 32, 1), 10
     ),
 }
 
@@ -84,15 +88,19 @@ def _batch_norm(name: str) -> Any:
 def build_binary_densenet(
     spec: BinaryDenseNetSpec,
     *,
-    input_shape: Sequence[int] = (224, 224, 3),
-    num_classes: int = 1000,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    small_stem: bool | None = None,
 ) -> Any:
     """Build a BinaryDenseNet Keras model (tf-keras functional API).
 
     Arguments:
         spec: the variant's hyper-parameters (see ``SPECS``).
-        input_shape: ``(height, width, channels)``.
-        num_classes: width of the final Dense + softmax.
+        input_shape: ``(height, width, channels)`` (default: ``spec.input_shape``).
+        num_classes: width of the final Dense + softmax (default: ``spec.num_classes``).
+        small_stem: one 3x3 conv as the stem rather than 7x7 stride 2, BN, ReLU
+            and max-pool (default: for inputs narrower than 50 px), e.g. to
+            load weights made with the other stem at another input size.
 
     Returns:
         An uncompiled ``tf_keras.Model`` named ``spec.name``.
@@ -102,7 +110,8 @@ def build_binary_densenet(
     """
     keras = _tf.keras()
     lq = _tf.larq()
-    shape = tuple(int(d) for d in input_shape)
+    shape = tuple(int(d) for d in (input_shape or spec.input_shape))
+    num_classes = spec.num_classes if num_classes is None else num_classes
     if len(shape) != 3 or min(shape) < 1:
         raise UsageProblem(
             f"Expected input_shape as (height, width, channels) of positive ints, got {shape}"
@@ -110,8 +119,10 @@ def build_binary_densenet(
     if num_classes < 1:
         raise UsageProblem(f"Expected num_classes >= 1, got {num_classes}")
 
+    if small_stem is None:
+        small_stem = shape[0] < SMALL_INPUT
     image = keras.Input(shape, name="image")
-    if shape[0] < SMALL_INPUT:
+    if small_stem:
         x = keras.layers.Conv2D(
             spec.initial_filters,
             3,
@@ -203,16 +214,16 @@ def architecture(name: str) -> BinaryDenseNetSpec:
 
 
 def binary_densenet(
-    variant: str, input_shape: Sequence[int] = (224, 224, 3), num_classes: int = 1000
+    variant: str, input_shape: Sequence[int] | None = None, num_classes: int | None = None
 ) -> Any:
-    """Build the BinaryDenseNet variant named ``variant`` (see ``SPECS``)."""
+    """Build the BinaryDenseNet variant named ``variant`` (see ``SPECS``; defaults: its own)."""
     return build_binary_densenet(
         architecture(variant), input_shape=input_shape, num_classes=num_classes
     )
 
 
 def _factory(variant: str) -> Callable[..., Any]:
-    def build(input_shape: Sequence[int] = (224, 224, 3), num_classes: int = 1000) -> Any:
+    def build(input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> Any:
         return binary_densenet(variant, input_shape, num_classes)
 
     build.__name__ = variant.replace("binarydensenet", "binary_densenet")

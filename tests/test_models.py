@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import slow_after_first
+from helpers import BUNDLED, slow_after_first
 
-from bnnconvert import _tf, ir, models
+from bnnconvert import _tf, checkpoint, convert, ir, models
 
 PUBLISHED_PARAMS = {
     "binarydensenet28": 5_150_504,
@@ -124,3 +124,42 @@ def test_every_binary_conv_becomes_lce_bconv2d(variant: str) -> None:
     assert ops.count("LceBconv2d") == len(binary_layers)
     assert "CONV_2D" in ops  # stem and transitions stay float
     assert ops.count("CONV_2D") == 1 + len(models.architecture(variant).layers) - 1
+
+
+@pytest.fixture(scope="module")
+def bundled_weights_h5(tmp_path_factory):
+    """The bundled digits model's weights alone, as ``model.save_weights('….h5')`` writes them."""
+    path = tmp_path_factory.mktemp("weights") / "digits_weights.h5"
+    checkpoint.load(BUNDLED).model.save_weights(path)
+    return path
+
+
+def test_bundled_weights_h5_exports_with_arch_like_the_bundled_model(
+    bundled_weights_h5, bundled_export, cli, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    argv = [str(bundled_weights_h5), "--arch", "binarydensenet_digits", "-o", str(out)]
+    code, _, err = cli("export", *argv, "--no-validate")
+    assert code == 0, err
+    x = np.load(BUNDLED / "test_split.npz")["x"][:16]
+    ours = _tf.lce_interpreter((out / "model.tflite").read_bytes()).predict(x)
+    theirs = _tf.lce_interpreter(bundled_export.model_path.read_bytes()).predict(x)
+    np.testing.assert_array_equal(ours, theirs)
+    assert len(set(np.argmax(ours, axis=1))) > 3  # real predictions, not one class
+
+
+def test_weights_h5_keeps_its_stem_at_another_input_size(bundled_weights_h5) -> None:
+    # The digits weights have the 3x3 stem; 64 px would pick the 7x7 one.
+    loaded = checkpoint.load(
+        bundled_weights_h5, arch="binarydensenet_digits", input_shape=(64, 64, 1)
+    )
+    assert loaded.model.get_layer("stem_conv").kernel_size == (3, 3)
+    bundled = convert.with_input_shape(checkpoint.load(BUNDLED).model, (64, 64, 1))
+    x = np.random.default_rng(0).uniform(0, 1, (4, 64, 64, 1)).astype("float32")
+    np.testing.assert_array_equal(loaded.model(x).numpy(), bundled(x).numpy())
+
+
+def test_a_variant_builds_for_its_own_input_by_default() -> None:
+    model = models.binary_densenet("binarydensenet_digits")
+    assert (model.input_shape, model.output_shape) == ((None, 32, 32, 1), (None, 10))
+    assert model.get_layer("stem_conv").kernel_size == (3, 3)
