@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from bnnconvert.errors import OutputProblem
@@ -34,23 +35,37 @@ def describe_os_error(e: OSError) -> str:
     return advice or f"{e.strerror or e}; pick another directory with -o"
 
 
-def check_writable_dir(path: Path) -> None:
-    """Make sure ``path`` is, or can become, a directory we can write files into.
+def check_writable_dir(path: Path, files: Iterable[str] = ()) -> None:
+    """Make sure ``path`` is, or can become, a directory we can write ``files`` into.
 
     Creates nothing that stays: an existing directory gets a temporary file,
     a missing one a temporary directory in its nearest existing ancestor, each
     removed at once. Call it before slow work so a bad ``-o`` fails in seconds
     and a failed command leaves no empty folder behind.
 
+    Arguments:
+        path: the output directory.
+        files: names of the files to be written there; each must be absent
+            or a regular file (a file replaced atomically can't replace a folder).
+
     Raises:
         OutputProblem: ``path`` is a file, lies under a file, is read-only,
-            or cannot hold files (``/proc/x``); the message names the cause.
+            or cannot hold files (``/proc/x``), or one of ``files`` is in the
+            way; the message names the cause.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputProblem(
             f"cannot write to {path}: it is a file, not a directory; pick a directory with -o"
         )
+    for name in files:
+        target = path / name
+        if target.exists() and not target.is_file():
+            what = "a directory" if target.is_dir() else "not a regular file"
+            raise OutputProblem(
+                f"cannot write to {target}: it is {what}; remove it or pick another directory "
+                "with -o"
+            )
     ancestor = path
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent

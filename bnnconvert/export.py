@@ -45,6 +45,13 @@ from bnnconvert.reports import export_markdown
 MODEL_NAME = "model.tflite"
 PREPROCESSING_FILE = "preprocessing.txt"
 REPORT_NAME = "export.json"
+# Every file an export writes (or removes) in its output directory.
+_OUTPUT_NAMES = (
+    MODEL_NAME,
+    export_report.REJECTED_MODEL_NAME,
+    REPORT_NAME,
+    export_report.MARKDOWN_NAME,
+)
 _VERSIONED = ("tensorflow", "tf-keras", "larq", "larq-compute-engine", "flatbuffers", "numpy")
 
 Step = Callable[[str], None]
@@ -294,7 +301,7 @@ def export(
     # Arguments and the output location are checked before the slow steps.
     app = _app_metadata(ckpt, labels, preprocessing)
     convert.check_io_types(input_type, output_type)
-    check_writable_dir(out)
+    check_writable_dir(out, _OUTPUT_NAMES)
 
     say("Loading checkpoint")
     loaded = checkpoint.load(
@@ -446,7 +453,7 @@ def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         model_names = (MODEL_NAME, export_report.REJECTED_MODEL_NAME)
-        for name in (*model_names, REPORT_NAME, export_report.MARKDOWN_NAME):
+        for name in _OUTPUT_NAMES:
             for stale in out.glob(f".{name}.*.tmp"):  # left by a killed export
                 stale.unlink()
         write_bytes(result.model_path, flatbuffer)

@@ -173,6 +173,12 @@ def _a_file(tmp_path: Path) -> Path:
     return path
 
 
+def _a_folder_named(tmp_path: Path, name: str) -> Path:
+    """An output directory where ``name`` (one of export's output files) is a folder."""
+    (tmp_path / "out" / name).mkdir(parents=True)
+    return tmp_path / "out"
+
+
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
@@ -196,8 +202,25 @@ def _a_file(tmp_path: Path) -> Path:
             "error: Expected a label file at {tmp}/missing.txt, found none; give --labels a "
             "text file with one label per line",
         ),
+        (
+            lambda tmp: ["-o", str(_a_folder_named(tmp, "model.tflite"))],
+            "error: cannot write to {tmp}/out/model.tflite: it is a directory; remove it or "
+            "pick another directory with -o",
+        ),
+        (
+            lambda tmp: ["-o", str(_a_folder_named(tmp, "export.md"))],
+            "error: cannot write to {tmp}/out/export.md: it is a directory; remove it or pick "
+            "another directory with -o",
+        ),
     ],
-    ids=["output-is-a-file", "output-under-a-file", "output-in-proc", "missing-labels"],
+    ids=[
+        "output-is-a-file",
+        "output-under-a-file",
+        "output-in-proc",
+        "missing-labels",
+        "model-file-is-a-folder",
+        "report-file-is-a-folder",
+    ],
 )
 def test_bad_arguments_fail_before_loading(tmp_path, capsys, monkeypatch, arguments, expected):
     from bnnconvert import checkpoint
