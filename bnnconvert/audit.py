@@ -41,6 +41,10 @@ LceDequantize -> CONV_2D`` by design (for XMOS's own tools to lower): the
 audit gives that reason (``xcore-back-end``) first for every layer marked
 binary, and any reason the layer would not be binary on ARM after it.
 
+A ``ZeroPadding2D`` that LCE 0.16 merges into a strided VALID conv as SAME
+padding that pads differently (wrong outputs) is an error finding on the
+conv (:mod:`bnnconvert.audit_padding`).
+
 What is not an error: a first layer that reads the network input with only a
 kernel quantizer (Larq's recommended practice: an info note, not "marked
 binary"); a ``QuantDense`` that :mod:`bnnconvert.rewrites` turned into a 1x1
@@ -63,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from bnnconvert import ir
+from bnnconvert import audit_padding, ir
 from bnnconvert import macs as mac_count
 from bnnconvert.graph import AFFINE_OPS, BINARY_CONV, DEQUANTIZE, KERNEL_OPS, QUANTIZE
 from bnnconvert.inspect import binary_share
@@ -79,7 +83,8 @@ _TOP_NON_BINARY_LAYERS = 3
 
 @dataclass
 class Diagnostic:
-    """One finding. ``severity`` is "error" (a layer marked binary stayed float) or "info".
+    """One finding. ``severity`` is "error" (a layer marked binary stayed float, or wrong
+    outputs) or "info".
 
     ``message`` and ``fix`` do not repeat the layer name, so equal findings
     on many layers can be grouped.
@@ -702,6 +707,10 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model, *, back_end: str = "ar
                     )
                 )
     diagnostics += _own_quantization_notes(keras_model, lm)
+    diagnostics += [
+        Diagnostic(audit_padding.CODE, "error", f.conv, f.message, f.fix)
+        for f in audit_padding.pad_stride_findings(lm)
+    ]
 
     return AuditResult(
         model_name=keras_model.name,

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bnnconvert import _tf, models
@@ -664,4 +665,99 @@ def test_xcore_keeps_the_layers_own_reasons_after_the_back_end(tmp_path) -> None
     assert list(_errors(result)) == ["xcore-back-end", "unsupported-input-quantizer"]
     assert "qc (xcore-back-end, unsupported-input-quantizer)" in str(
         strict_failure(result, tmp_path)
+    )
+
+
+# --- LCE 0.16's ZeroPadding2D -> strided conv merge --------------------------------------
+
+
+def _conv_s2(name: str = "conv"):
+    return _tf.keras().layers.Conv2D(8, 3, strides=2, name=name)
+
+
+# (input size, ZeroPadding2D padding, the conv after it, whether LCE's merge is wrong)
+PAD_MERGES = {
+    "even_pad1_stride2": (8, 1, _conv_s2, True),
+    "odd_pad1_stride2": (9, 1, _conv_s2, False),
+    "even_pad1_stride1": (8, 1, lambda: _tf.keras().layers.Conv2D(8, 3, name="conv"), False),
+    "even_trimmed_pad": (8, ((1, 0), (1, 0)), _conv_s2, False),
+    "even_pad2_kernel5": (
+        8,
+        2,
+        lambda: _tf.keras().layers.Conv2D(8, 5, strides=2, name="conv"),
+        True,
+    ),
+    "depthwise": (8, 1, lambda: _tf.keras().layers.DepthwiseConv2D(3, 2, name="conv"), True),
+    "binary_weights_only": (  # a first layer without input quantizer: a float CONV_2D
+        8,
+        1,
+        lambda: _qconv("conv", input_quantizer=None, strides=2, padding="valid"),
+        True,
+    ),
+    "binary": (8, 1, lambda: _qconv("conv", strides=2, padding="valid"), False),  # sign between
+}
+
+
+@pytest.mark.parametrize("case", PAD_MERGES)
+def test_pad_merged_into_a_strided_conv_is_an_error_only_where_outputs_change(case) -> None:
+    size, padding, conv, wrong = PAD_MERGES[case]
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    x = keras.Input((size, size, 32), name="x")
+    model = keras.Model(x, conv()(keras.layers.ZeroPadding2D(padding, name="pad")(x)), name="m")
+    flatbuffer = _tf.lce().convert_keras_model(model)
+    found = [d for d in audit(model, flatbuffer).diagnostics if d.code == "lce-pad-stride-bug"]
+    assert [(d.layer, d.severity) for d in found] == ([("conv", "error")] if wrong else [])
+    sample = np.random.default_rng(0).uniform(-1, 1, (1, size, size, 32)).astype(np.float32)
+    error = np.abs(_tf.lce_interpreter(flatbuffer).predict(sample) - model(sample).numpy()).max()
+    assert bool(error > 0.1) is wrong
+
+
+def test_pad_merge_finding_says_what_lce_pads_and_the_exact_fix() -> None:
+    model = _pad_conv(1)
+    [finding] = [
+        d
+        for d in audit(model, _tf.lce().convert_keras_model(model)).diagnostics
+        if d.code == "lce-pad-stride-bug"
+    ]
+    assert finding.message == (
+        "LCE 0.16 merges ZeroPadding2D 'pad' (padding ((1, 1), (1, 1))) into this "
+        "stride-2x2 conv as SAME padding, which on its 8x8 input pads 0 row(s) and 0 column(s) "
+        "first instead: every window is shifted and the outputs are wrong"
+    )
+    assert finding.fix.startswith("set ZeroPadding2D padding to ((1, 0), (1, 0))")
+
+
+def _pad_conv(padding, size: int = 8):
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    x = keras.Input((size, size, 3), name="x")
+    y = keras.layers.ZeroPadding2D(padding, name="pad")(x)
+    return keras.Model(x, keras.layers.Conv2D(8, 3, strides=2, name="conv")(y), name="padded")
+
+
+def test_the_suggested_padding_gives_the_trained_outputs_exactly() -> None:
+    buggy, fixed = _pad_conv(1), _pad_conv(((1, 0), (1, 0)))
+    fixed.get_layer("conv").set_weights(buggy.get_layer("conv").get_weights())
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+    expected = buggy.predict(x, verbose=0)
+    fixed_flatbuffer = _tf.lce().convert_keras_model(fixed)
+    assert not [d for d in audit(fixed, fixed_flatbuffer).diagnostics if d.severity == "error"]
+    run_fixed = _tf.lce_interpreter(fixed_flatbuffer).predict(x)
+    np.testing.assert_allclose(run_fixed, expected, atol=1e-5)
+    run_buggy = _tf.lce_interpreter(_tf.lce().convert_keras_model(buggy)).predict(x)
+    assert np.abs(run_buggy - expected).max() > 0.1  # what the finding is about
+
+
+def test_export_of_a_pad_merged_model_fails_parity_and_prints_the_error(tmp_path, capsys) -> None:
+    ckpt = _save(_pad_conv(1), tmp_path)
+    out = tmp_path / "out"
+    assert run(["export", str(ckpt), "-o", str(out)]) == 0
+    human = capsys.readouterr().out
+    assert "error: lce-pad-stride-bug (conv) (see export.md)" in human
+    report = json.loads((out / "export.json").read_text())
+    assert report["validation"]["passed"] is False
+    assert report["audit"]["summary"]["errors"] == 1
+    assert (
+        "**error** `lce-pad-stride-bug` (conv): LCE 0.16 merges" in (out / "export.md").read_text()
     )

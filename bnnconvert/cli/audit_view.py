@@ -57,6 +57,16 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
     if infos:
         listed = ", ".join(f"{code} ×{n}" for code, n in infos.items())
         output.stdout.print(f"  notes: {listed} (see export.md)", highlight=False)
+    in_table = {q["name"] for q in quantized}
+    others: dict[str, list[str]] = {}  # errors on layers the table does not show
+    for d in audit["diagnostics"]:
+        if d["severity"] == "error" and d["layer"] not in in_table:
+            others.setdefault(d["code"], []).append(d["layer"])
+    for code, layers in others.items():
+        output.stdout.print(
+            f"  [red]error[/]: {code} ({escape(', '.join(layers))}) (see export.md)",
+            highlight=False,
+        )
     leaders = audit["non_binary_mac_leaders"]
     if leaders:
         listed = ", ".join(f"{f['layer']} {f['kind']} {f['share']:.1%}" for f in leaders)
