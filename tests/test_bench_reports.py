@@ -331,6 +331,7 @@ def test_reports_that_cannot_be_written_at_the_end_keep_the_result(bundled_model
     from bnnconvert.bench import ReportsNotWritten
 
     out = tmp_path / "out"
+    out.mkdir()
 
     def take_the_folder_away(text: str) -> None:
         if text.startswith("round 1/") and out.is_dir():
