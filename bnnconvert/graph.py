@@ -22,7 +22,8 @@ QUANTIZE = "LceQuantize"  # float -> bitpacked signs
 DEQUANTIZE = "LceDequantize"  # bitpacked signs -> float +-1
 BINARY_MAX_POOL = "LceBMaxPool2d"
 FLOAT_KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
-"""Float ops that multiply an input by a weight tensor (their MACs are float MACs)."""
+"""Non-binary ops that multiply an input by a weight tensor (their MACs are float, int8 or
+int16 by their tensors' types: :mod:`bnnconvert.macs`)."""
 KERNEL_OPS = (BINARY_CONV, *FLOAT_KERNEL_OPS)
 """Every op that computes a layer with a kernel (conv, dense, transposed conv)."""
 AFFINE_OPS = ("MUL", "ADD", "SUB")
