@@ -48,8 +48,18 @@ def _same_before(size: int, stride: int, extent: int) -> int:
     return max((out - 1) * stride + extent - size, 0) // 2
 
 
-def _trimmed(size: int, before: int, after: int, stride: int, extent: int) -> tuple[int, int]:
-    """``(before, after)`` without the trailing padding no window reads."""
+def trimmed_padding(
+    size: int, before: int, after: int, stride: int, extent: int
+) -> tuple[int, int]:
+    """``(before, after)`` without the trailing padding no window reads, for one dimension.
+
+    Arguments:
+        size: input size; before, after: zero padding; stride; extent: the
+            kernel's dilated extent, ``(k - 1) * dilation + 1``.
+    Returns:
+        Padding with the same outputs that LCE 0.16 keeps as a ``PAD`` (or
+        merges into SAME correctly): use it when building a padded strided conv.
+    """
     unread = (size + before + after - extent) % stride
     return before, max(after - unread, 0)
 
@@ -100,7 +110,7 @@ def pad_stride_findings(lm: LayerMap) -> list[PadStrideFinding]:
             if all(p[0] == b for p, b in zip(pads, same, strict=True)):
                 continue
             fixed = tuple(
-                _trimmed(size, p[0], p[1], s, e)
+                trimmed_padding(size, p[0], p[1], s, e)
                 for size, p, s, e in zip(sizes, pads, strides, extents, strict=True)
             )
             found.append(
