@@ -357,7 +357,7 @@ def test_two_outputs_audit_maps_logits_to_its_fully_connected() -> None:
 def test_batch_norm_before_a_sign_is_described_as_the_folded_threshold() -> None:
     outcomes = _converted("xnor_magnitude_aware_sign").audit.batch_norms
     [bn0] = [b for b in outcomes if b.name == "bn0"]
-    assert bn0.outcome == "before-sign"
+    assert bn0.outcome == "folded-into-threshold"
     assert bn0.detail.startswith("folded by fold_sign_scale into a per-channel threshold ADD")
 
 
