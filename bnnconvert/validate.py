@@ -269,24 +269,33 @@ def validate(
         raise UsageProblem(f"Expected --samples of at least 1, got {samples}")
     model_path = Path(model_path)
     flatbuffer = ir.load_bytes(model_path)
-    fb_model = ir.read(flatbuffer)
+    try:
+        fb_model = ir.read(flatbuffer)
+    except FlatbufferProblem as e:
+        raise FlatbufferProblem(f"{model_path}: {e}") from e
     ir.check_declared_sizes(fb_model)
     input_shape = _single_input_shape(fb_model)
     ckpt_path = Path(ckpt)
-    beside = side_file(ckpt_path, checkpoint.TEST_SPLIT_NAME) if data is None else None
-    x, y, source = load_data(data, beside, fb_model, input_shape)
-    if samples is not None:
-        x, y = x[:samples], (y[:samples] if y is not None else None)
-    lossy = lossy or exported_as_lossy(model_path) or graph_is_lossy(fb_model)
-    key = None
-    if use_cache and keras_model is None and ckpt_path.exists():
-        key = cache.entry_key(cache.checkpoint_digest(ckpt_path), data_digest(x), input_shape)
 
     def load_keras() -> tuple[Any, ReferenceRun | None]:
         if keras_model is not None:
             return keras_model, None
         loaded = checkpoint.load(ckpt, trust=trust_checkpoint, custom_objects=custom_objects)
         return loaded.model, loaded.reference_run
+
+    beside = side_file(ckpt_path, checkpoint.TEST_SPLIT_NAME) if data is None else None
+    try:
+        x, y, source = load_data(data, beside, fb_model, input_shape)
+    except BnnConvertError as data_problem:
+        # Origin first: a wrong or ambiguous checkpoint explains a data problem too.
+        check_origin(cache.KerasSummary.of(load_keras()[0]), fb_model, ckpt, model_path)
+        raise data_problem from None
+    if samples is not None:
+        x, y = x[:samples], (y[:samples] if y is not None else None)
+    lossy = lossy or exported_as_lossy(model_path) or graph_is_lossy(fb_model)
+    key = None
+    if use_cache and keras_model is None and ckpt_path.exists():
+        key = cache.entry_key(cache.checkpoint_digest(ckpt_path), data_digest(x), input_shape)
 
     keras_started = time.perf_counter()
     cached = cache.load(key) if key else None

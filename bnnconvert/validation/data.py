@@ -55,6 +55,11 @@ def load_data(
             "pass --data with an .npz (x, y) or a folder of images"
         )
     path = Path(data)
+    if not path.exists():
+        raise UsageProblem(
+            f"--data {path}: no such file or directory; give an .npz (x, optional y) "
+            "or a folder of images"
+        )
     if path.is_dir():
         return _load_folder(path, fb_model, input_shape), None, str(path)
     if path.suffix == ".npz" and path.is_file():
@@ -92,7 +97,9 @@ def load_npz(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.n
         raise UsageProblem(f"{path}: expected an .npz with an array 'x' (and 'y'): {e}") from e
     if x.shape[1:] != input_shape:
         raise UsageProblem(
-            f"{path}: expected x of shape (N, {', '.join(map(str, input_shape))}), got {x.shape}"
+            f"{path}: expected x of shape (N, {', '.join(map(str, input_shape))}), got "
+            f"{x.shape}; the model takes {'x'.join(map(str, input_shape))} inputs: pass --data "
+            "with samples of that shape, or a folder of images (they are resized)"
         )
     if y is not None and y.shape != (x.shape[0],):
         raise UsageProblem(f"{path}: expected y of shape ({x.shape[0]},), got {y.shape}")
