@@ -173,13 +173,29 @@ def test_tie_flips_in_the_interpreter_are_localized_as_ties(tmp_path):
     assert exact.verdict == "pass" and exact.max_abs_error < 1e-5
 
 
-def test_top5_agreement_allows_tied_quantized_scores():
+def test_top5_agreement_is_the_reference_class_among_the_flatbuffer_top5():
     from bnnconvert.validation.outputs import compare_output
 
-    keras = np.array([[0.5, 0.2, 0.1, 0.09, 0.06, 0.05, 0.0]], dtype=np.float32)
-    ours = np.array([[0.5, 0.25, 0.125, 0.0625, 0.0625, 0.0625, 0.0]], dtype=np.float32)
-    report = compare_output("scores", keras, ours, np.array([0]), lossy=True)
-    assert report.top5_agreement == 1.0  # classes 3-5 tie in int8: any two of them are a top 5
-    assert report.top1_agreement == 1.0 and report.failures == []
-    ours[0, 6] = 0.07  # class 6 now beats classes 3-5
-    assert compare_output("scores", keras, ours, None, lossy=True).top5_agreement == 0.0
+    keras = np.array([[0.1, 0.5, 0.2, 0.09, 0.06, 0.05, 0.0]] * 3, dtype=np.float32)
+    ours = np.array(
+        [
+            [0.0, 0.99, 0.0, 0.0, 0.0, 0.0, 0.01],  # int8 softmax: most classes are exactly 0
+            [0.6, 0.0, 0.4, 0.0, 0.0, 0.0, 0.0],  # class 1 ties at 0 with four others: top 5
+            [0.5, 0.0, 0.4, 0.3, 0.2, 0.1, 0.05],  # six classes beat class 1
+        ],
+        dtype=np.float32,
+    )
+    report = compare_output("scores", keras, ours, None, lossy=True)
+    assert report.top1_agreement == pytest.approx(1 / 3)
+    assert report.top5_agreement == pytest.approx(2 / 3)
+
+
+def test_top5_agreement_is_never_below_top1():
+    from bnnconvert.validation.outputs import compare_output
+
+    rng = np.random.default_rng(0)
+    keras = rng.dirichlet(np.full(10, 0.3), size=200).astype(np.float32)
+    for step in (1 / 256, 1 / 16):  # int8-like and coarser quantization of the scores
+        ours = np.round(keras / step) * step
+        report = compare_output("scores", keras, ours, None, lossy=True)
+        assert report.top5_agreement >= report.top1_agreement > 0.5
