@@ -24,6 +24,23 @@ def _grouped(diagnostics: list[Diagnostic]) -> list[tuple[Diagnostic, list[str]]
     return sorted(groups.values(), key=lambda g: order.get(g[0].severity, 2))
 
 
+def describe_batch_norms(summary: dict[str, Any]) -> str:
+    """``12 (9 folded into sign thresholds, 3 fused by LCE)``: what became of them.
+
+    Arguments:
+        summary: ``AuditResult.to_dict()["summary"]``.
+    """
+    fused, folded = summary["batch_norms_fused"], summary["batch_norms_folded"]
+    left = summary["batch_norms"] - fused - folded
+    parts = [
+        f"{folded} folded into sign thresholds" if folded else "",
+        f"{fused} fused by LCE" if fused else "",
+        f"{left} left as float ops" if left else "",
+    ]
+    listed = ", ".join(p for p in parts if p)
+    return f"{summary['batch_norms']} ({listed})" if listed else "none"
+
+
 def opaque_line(summary: dict[str, Any]) -> str:
     """``the audit cannot see this model's Keras layers (...); per op: 3 LceBconv2d, 1 CONV_2D``.
 
@@ -55,7 +72,7 @@ def render(result: AuditResult) -> str:
         f"## Conversion audit: {result.model_name}",
         "",
         quantized_line,
-        f"- batch norms fused: {summary['batch_norms_fused']} of {summary['batch_norms']}",
+        f"- batch norms: {describe_batch_norms(summary)}",
         f"- MACs: {describe_macs(result.macs)}",
         "",
     ]

@@ -761,3 +761,13 @@ def test_export_of_a_pad_merged_model_fails_parity_and_prints_the_error(tmp_path
     assert (
         "**error** `lce-pad-stride-bug` (conv): LCE 0.16 merges" in (out / "export.md").read_text()
     )
+
+
+def test_batch_norm_line_says_what_became_of_every_batch_norm() -> None:
+    from bnnconvert.audit_markdown import describe_batch_norms
+
+    summary = {"batch_norms": 12, "batch_norms_fused": 0, "batch_norms_folded": 9}
+    assert (
+        describe_batch_norms(summary) == "12 (9 folded into sign thresholds, 3 left as float ops)"
+    )
+    assert describe_batch_norms({**summary, "batch_norms": 0, "batch_norms_folded": 0}) == "none"

@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from bnnconvert.audit_markdown import opaque_line
+from bnnconvert.audit_markdown import describe_batch_norms, opaque_line
 from bnnconvert.cli import output
 from bnnconvert.reports.inspect_text import describe_macs
 
@@ -43,7 +43,8 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
     else:
         binary = (
             f"{summary['became_binary']} of {summary['marked_binary']} layers marked binary, "
-            f"{summary['binary_mac_share']:.1%} of MACs; batch norms: {_batch_norms(summary)}"
+            f"{summary['binary_mac_share']:.1%} of MACs; "
+            f"batch norms: {describe_batch_norms(summary)}"
         )
     output.stdout.print(
         f"  binary: {binary}\n  MACs:   {describe_macs(summary['macs'])}",
@@ -73,15 +74,3 @@ def print_audit_summary(audit: dict[str, Any]) -> None:
         output.stdout.print(
             f"  top non-binary layers by MACs: {listed}", highlight=False, markup=False
         )
-
-
-def _batch_norms(summary: dict[str, Any]) -> str:
-    """``12: 9 folded into sign thresholds, 3 fused by LCE`` (what became of them)."""
-    fused, folded = summary["batch_norms_fused"], summary.get("batch_norms_folded", 0)
-    left = summary["batch_norms"] - fused - folded
-    parts = [
-        f"{folded} folded into sign thresholds" if folded else "",
-        f"{fused} fused by LCE" if fused else "",
-        f"{left} left as float ops" if left else "",
-    ]
-    return f"{summary['batch_norms']}: " + (", ".join(p for p in parts if p) or "none")
