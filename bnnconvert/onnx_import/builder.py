@@ -32,6 +32,7 @@ import numpy as np
 
 from bnnconvert import _tf
 from bnnconvert.audit import Diagnostic
+from bnnconvert.audit_padding import trimmed_padding
 from bnnconvert.onnx_import.errors import OnnxProblem
 from bnnconvert.onnx_import.graph import Graph, Node, layer_name
 
@@ -139,18 +140,20 @@ def trim_unused_end(
 ) -> tuple[int, int, int, int]:
     """``pads`` without end rows/columns no window reaches (PyTorch's stride-2 padding has one).
 
-    Needed for correctness, not only size: LCE 0.16's fuse-padding pass turns
-    ``PAD(1, 1)`` + VALID conv into a SAME conv whenever the output size is
-    ``ceil(size / stride)``, without checking that SAME pads the same way; for
-    stride 2 on an even size SAME pads (0, 1), so the fused conv is shifted.
-    Trimmed pads (1, 0) are left alone by that pass.
+    Needed for correctness, not only size: LCE 0.16 merges ``PAD(1, 1)`` +
+    VALID conv into a wrongly placed SAME conv on even sizes (see
+    :mod:`bnnconvert.audit_padding`, which finds that pattern in Keras models).
     """
-    ends = []
-    for axis in (0, 1):
-        extent = (kernel[axis] - 1) * dilations[axis] + 1
-        size, begin, end = shape_hw[axis], pads[axis], pads[axis + 2]
-        out = (size + begin + end - extent) // strides[axis] + 1
-        ends.append(max(min(end, (out - 1) * strides[axis] + extent - size - begin), 0))
+    ends = [
+        trimmed_padding(
+            shape_hw[axis],
+            pads[axis],
+            pads[axis + 2],
+            strides[axis],
+            (kernel[axis] - 1) * dilations[axis] + 1,
+        )[1]
+        for axis in (0, 1)
+    ]
     return (pads[0], pads[1], ends[0], ends[1])
 
 
