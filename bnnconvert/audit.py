@@ -55,7 +55,7 @@ Example:
     >>> report = audit(keras_model, flatbuffer)
     >>> [q.name for q in report.quantized if q.marked_binary and not q.binary]
     ['dense_head']
-    >>> from bnnconvert.audit_markdown import render
+    >>> from bnnconvert.reports.audit_markdown import render
     >>> print(render(report))
 """
 
@@ -155,7 +155,7 @@ class MacShare:
 class AuditResult:
     """The audit of one conversion; ``to_dict()`` for JSON.
 
-    For people: :func:`bnnconvert.audit_markdown.render` (this module does not
+    For people: :func:`bnnconvert.reports.audit_markdown.render` (this module does not
     import its renderer).
     """
 

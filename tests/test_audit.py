@@ -15,9 +15,9 @@ import pytest
 
 from bnnconvert import _tf, models
 from bnnconvert.audit import AuditResult, audit
-from bnnconvert.audit_markdown import render
 from bnnconvert.cli.main import run
 from bnnconvert.models import randomize_batchnorm
+from bnnconvert.reports.audit_markdown import render
 
 SNAPSHOT = Path(__file__).parent / "data" / "audit" / "small_model.md"
 
@@ -764,7 +764,7 @@ def test_export_of_a_pad_merged_model_fails_parity_and_prints_the_error(tmp_path
 
 
 def test_batch_norm_line_says_what_became_of_every_batch_norm() -> None:
-    from bnnconvert.audit_markdown import describe_batch_norms
+    from bnnconvert.reports.audit_markdown import describe_batch_norms
 
     summary = {"batch_norms": 12, "batch_norms_fused": 0, "batch_norms_folded": 9}
     assert (

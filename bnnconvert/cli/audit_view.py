@@ -7,8 +7,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from bnnconvert.audit_markdown import describe_batch_norms, opaque_line
 from bnnconvert.cli import output
+from bnnconvert.reports.audit_markdown import describe_batch_norms, opaque_line
 from bnnconvert.reports.inspect_text import describe_macs
 
 _MAX_ROWS = 12

@@ -63,9 +63,9 @@ def render(result: ExportResult) -> str:
     """The whole export report as Markdown.
 
     Sections: summary, signature, parity check, passes, metadata, ops, timings,
-    versions, then the audit (:func:`bnnconvert.audit_markdown.render`).
+    versions, then the audit (:func:`bnnconvert.reports.audit_markdown.render`).
     """
-    from bnnconvert import audit_markdown
+    from bnnconvert.reports import audit_markdown
 
     report = result.to_dict()
     target = result.target
