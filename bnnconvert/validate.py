@@ -112,6 +112,7 @@ class ValidationResult:
     layers: list[LayerReport] = field(default_factory=list)
     first_divergence: LayerReport | None = None
     tie_flips: int = 0
+    judged_by_layers: str = ""
     keras_cache: str = "off"
     seconds: float = 0.0
     keras_seconds: float = 0.0
@@ -509,6 +510,7 @@ def _localize(
 def _conclude(result: ValidationResult, *, fail_on_ties: bool) -> None:
     """Set the verdict from the outputs and the localization; explain it in notes."""
     first = result.first_divergence
+    _decide_small_sample(result)
     if first is not None and first.cause == "ties" and result.failures:
         result.verdict = PASS_TIES
         result.passed = not fail_on_ties
@@ -541,6 +543,38 @@ def _conclude(result: ValidationResult, *, fail_on_ties: bool) -> None:
         )
     result.verdict = FAIL if result.failures else PASS
     result.passed = not result.failures
+
+
+def _decide_small_sample(result: ValidationResult) -> None:
+    """Judge a lossy export's differences that too few samples cannot judge by the layers.
+
+    Below :data:`~bnnconvert.validation.outputs.LOSSY_MIN_SAMPLES_TOP1` samples
+    the 2 % top-1 allowance is no sample, so one flipped prediction would fail
+    any lossy export. Differences that chance explains at the lossy limits
+    (:func:`~bnnconvert.validation.outputs.consistent_count`) are left
+    undecided by the outputs; when every checked layer is within its quantization
+    tolerance in isolation, the differences are quantization's and the verdict
+    stands on the layers (said in ``judged_by_layers``); when a layer fails or
+    none could be checked, they are failures.
+    """
+    many = len(result.outputs) > 1
+    undecided = [(r.name, u) for r in result.outputs for u in r.undecided]
+    if not undecided:
+        return
+    first = result.first_divergence
+    if not result.layers or (first is not None and first.cause == "fault"):
+        result.failures += [f"{name}: {u.failure}" if many else u.failure for name, u in undecided]
+        return
+    quantized = [r.cause for r in result.layers if r.cause.endswith("quantization")]
+    what = " and ".join(dict.fromkeys(u.what for _, u in undecided))
+    counts = ", ".join(f"{name}: {u.counts}" if many else u.counts for name, u in undecided)
+    needed = max(u.needed for _, u in undecided)
+    result.judged_by_layers = (
+        f"too few samples to judge a lossy export by {what} ({result.samples} < {needed}; "
+        f"{counts}, within chance at the lossy limits): every layer is within its "
+        "quantization tolerance in isolation, so the "
+        f"differences come from {quantized[0] if quantized else 'quantization'}"
+    )
 
 
 def _share(fraction: float) -> str:

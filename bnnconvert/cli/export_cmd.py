@@ -173,6 +173,8 @@ def export(
         )
         for line in parity["unchecked"]:
             output.stdout.print(f"  parity: {line}", highlight=False)
+        if parity.get("judged_by_layers"):
+            output.stdout.print(f"  parity: {parity['judged_by_layers']}", highlight=False)
     output.stdout.print(
         f"  model:  {result.model_path}\n  report: {result.report_path} (+ export.md)",
         highlight=False,

@@ -88,6 +88,8 @@ def validate(
             f"{result.samples_per_second:.1f} samples/s (Keras outputs: cache {result.keras_cache})"
         )
         lines += [f"  failed: {failure}" for failure in result.failures]
+        if result.judged_by_layers:
+            lines.append(f"  {result.judged_by_layers}")
         lines += [f"  {note}" for note in result.notes]
         lines += [f"  not checked: {line}" for line in result.unchecked]
         if layers and result.layers:

@@ -22,6 +22,12 @@ Thresholds (each with its reason):
   accuracy (when labels are known) may drop by at most
   :data:`LOSSY_ACCURACY_DROP_ALLOWED`; outputs that are not class scores
   (feature maps) need a cosine of at least :data:`LOSSY_COSINE_MIN`.
+  Below 50 samples (100 for accuracy) those allowances round down to no
+  sample, so one flipped prediction would fail any lossy export: there, as
+  many differing samples as chance gives at the allowed rate
+  (:func:`consistent_count`: 3 of 48, 1 of 8) are left :class:`Undecided`
+  and the per-layer check decides (``validate._decide_small_sample``); more
+  fail.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ MISMATCH_ALLOWED = 0.01
 LOSSY_TOP1_DISAGREEMENT_ALLOWED = 0.02
 LOSSY_ACCURACY_DROP_ALLOWED = 0.01
 LOSSY_COSINE_MIN = 0.99
+LOSSY_MIN_SAMPLES_TOP1 = math.ceil(1 / LOSSY_TOP1_DISAGREEMENT_ALLOWED - 1e-9)
+"""Samples below which the lossy top-1 allowance is no sample (50)."""
+LOSSY_MIN_SAMPLES_ACCURACY = math.ceil(1 / LOSSY_ACCURACY_DROP_ALLOWED - 1e-9)
+"""Samples below which the lossy accuracy allowance is no sample (100)."""
 
 
 @dataclass
@@ -53,6 +63,22 @@ class OutputPair:
     keras_index: int
     flatbuffer_index: int
     matched_by: str  # "name" or "shape"
+
+
+@dataclass
+class Undecided:
+    """A lossy export's difference that too few samples cannot judge.
+
+    Its allowance rounds down to no sample at all (top-1 below
+    :data:`LOSSY_MIN_SAMPLES_TOP1` samples, accuracy below
+    :data:`LOSSY_MIN_SAMPLES_ACCURACY`) and chance explains the count
+    (:func:`consistent_count`); ``validate`` lets the per-layer check decide.
+    """
+
+    failure: str  # the failure line, if the per-layer check finds a fault or cannot run
+    what: str  # "top-1 agreement" or "accuracy"
+    counts: str  # e.g. "2 of 48 differ"
+    needed: int  # samples at which the allowance is one sample
 
 
 @dataclass
@@ -72,6 +98,7 @@ class OutputReport:
     flatbuffer_accuracy: float | None = None
     failures: list[str] = field(default_factory=list)
     mismatched: list[int] = field(default_factory=list)
+    undecided: list[Undecided] = field(default_factory=list)
 
     @property
     def is_class_scores(self) -> bool:
@@ -79,7 +106,7 @@ class OutputReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["mismatched"]
+        del data["mismatched"], data["undecided"]
         return data
 
 
@@ -184,15 +211,26 @@ def compare_output(
     allowed = LOSSY_TOP1_DISAGREEMENT_ALLOWED if lossy else TOP1_DISAGREEMENT_ALLOWED
     if report.top1_agreement is not None:
         allowed_n = math.floor(allowed * n)
-        if round((1 - report.top1_agreement) * n) > allowed_n:
-            report.failures.append(
+        differ = round((1 - report.top1_agreement) * n)
+        if differ > allowed_n:
+            failure = (
                 f"top-1 agreement {report.top1_agreement:.2%} "
                 f"(at most {allowed_n} of {n} may differ)"
             )
+            likely = consistent_count(n, allowed) if lossy and allowed_n == 0 else allowed_n
+            if differ <= likely:
+                counts = f"{differ} of {n} differ"
+                needed = LOSSY_MIN_SAMPLES_TOP1
+                report.undecided.append(Undecided(failure, "top-1 agreement", counts, needed))
+            else:
+                report.failures.append(
+                    f"top-1 agreement {report.top1_agreement:.2%} "
+                    f"(at most {likely} of {n} may differ)"
+                )
     if not finite:
         report.failures.append("the flatbuffer's output holds inf or NaN")
     elif lossy:
-        _lossy_failures(report)
+        _lossy_failures(report, n)
     else:
         allowed_n = math.floor(MISMATCH_ALLOWED * n)
         if len(report.mismatched) > allowed_n:
@@ -228,14 +266,37 @@ def _top5_agree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (b > reference_top).sum(axis=1) < 5
 
 
-def _lossy_failures(report: OutputReport) -> None:
+def consistent_count(n: int, rate: float, significance: float = 0.05) -> int:
+    """The most of ``n`` samples that may differ at a true rate of ``rate``, by chance.
+
+    The largest k with P(X >= k) >= ``significance`` for X ~ Binomial(n, rate):
+    more than that is unlikely (one-sided) if the export's real disagreement
+    is within ``rate``. E.g. 3 of 48 and 1 of 8 at 2 %.
+    """
+    cdf = 0.0
+    for k in range(n + 1):
+        cdf += math.comb(n, k) * rate**k * (1 - rate) ** (n - k)
+        if 1 - cdf < significance:
+            return k
+    return n
+
+
+def _lossy_failures(report: OutputReport, n: int) -> None:
     if report.keras_accuracy is not None and report.flatbuffer_accuracy is not None:
         drop = report.keras_accuracy - report.flatbuffer_accuracy
         if drop > LOSSY_ACCURACY_DROP_ALLOWED + 1e-12:
-            report.failures.append(
+            failure = (
                 f"accuracy drops by {drop:.2%} (at most {LOSSY_ACCURACY_DROP_ALLOWED:.0%} "
                 "allowed for a lossy export)"
             )
+            fewer = round(drop * n)
+            small = math.floor(LOSSY_ACCURACY_DROP_ALLOWED * n) == 0
+            if small and fewer <= consistent_count(n, LOSSY_ACCURACY_DROP_ALLOWED):
+                counts = f"{fewer} of {n} fewer correct"
+                needed = LOSSY_MIN_SAMPLES_ACCURACY
+                report.undecided.append(Undecided(failure, "accuracy", counts, needed))
+            else:
+                report.failures.append(failure)
     if not report.is_class_scores and report.cosine_min < LOSSY_COSINE_MIN:
         report.failures.append(
             f"min cosine {report.cosine_min:.4f} (at least {LOSSY_COSINE_MIN} for a lossy export)"
