@@ -199,3 +199,24 @@ def test_top5_agreement_is_never_below_top1():
         ours = np.round(keras / step) * step
         report = compare_output("scores", keras, ours, None, lossy=True)
         assert report.top5_agreement >= report.top1_agreement > 0.5
+
+
+def test_cache_key_changes_with_bnnconvert_source(tmp_path, monkeypatch):
+    import shutil
+
+    from bnnconvert.validation import cache
+
+    package = tmp_path / "bnnconvert"
+    shutil.copytree(cache.PACKAGE_ROOT / "onnx_import", package / "onnx_import")
+    shutil.copy(cache.PACKAGE_ROOT / "checkpoint.py", package / "checkpoint.py")
+    monkeypatch.setattr(cache, "PACKAGE_ROOT", package)
+    before = cache.entry_key("ckpt", "data", (32, 32, 1))
+    assert cache.entry_key("ckpt", "data", (32, 32, 1)) == before
+    importer = next((package / "onnx_import").glob("*.py"))
+    importer.write_text(importer.read_text() + "\n# layer names changed\n")
+    cache.source_digest.cache_clear()  # a new process: the digest is computed once per process
+    changed = cache.entry_key("ckpt", "data", (32, 32, 1))
+    assert changed != before
+    (package / "onnx_import" / "README.txt").write_text("not code")
+    cache.source_digest.cache_clear()
+    assert cache.entry_key("ckpt", "data", (32, 32, 1)) == changed

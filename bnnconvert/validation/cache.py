@@ -11,7 +11,11 @@ under a key made of:
   with its relative path, but flatbuffers and export reports), not its path
   or modification time;
 - the sha256 of the input array (shape, dtype, bytes), after sampling;
-- the input shape the checkpoint ran at, and the TensorFlow version.
+- the input shape the checkpoint ran at, and the TensorFlow version;
+- bnnconvert's version and a digest of its source (every ``.py`` file of the
+  package, computed once per process): the code that builds the reference
+  (checkpoint loading, the ONNX importer's layers and their names) changes
+  what is cached, so an update of bnnconvert never reads an older entry.
 
 Where: ``$BNNCONVERT_CACHE`` if set, else ``$XDG_CACHE_HOME/bnnconvert/keras-outputs``
 (``~/.cache/bnnconvert/keras-outputs``). One ``.npz`` per entry, written
@@ -22,6 +26,7 @@ removed. An unreadable entry is a miss. Deleting the folder is always safe.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -36,6 +41,8 @@ from bnnconvert.atomic import write_bytes
 
 MAX_CACHE_BYTES = 1 << 30
 """Upper bound on the cache folder's size (1 GiB)."""
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+"""The ``bnnconvert`` package folder whose source is part of every key."""
 _CHUNK = 1 << 20
 
 
@@ -93,15 +100,29 @@ def checkpoint_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def entry_key(ckpt_digest: str, data_digest: str, input_shape: tuple[int, ...]) -> str:
-    """The cache key of one (checkpoint, data, input shape) under this TensorFlow."""
+@functools.cache
+def source_digest(root: Path) -> str:
+    """sha256 over the ``.py`` files under ``root`` (relative path and bytes, sorted by path)."""
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _version(package: str) -> str:
     from importlib import metadata
 
     try:
-        tf_version = metadata.version("tensorflow")
+        return metadata.version(package)
     except metadata.PackageNotFoundError:
-        tf_version = "?"
-    text = json.dumps([ckpt_digest, data_digest, list(input_shape), tf_version])
+        return "?"
+
+
+def entry_key(ckpt_digest: str, data_digest: str, input_shape: tuple[int, ...]) -> str:
+    """The cache key of one (checkpoint, data, input shape) under this TensorFlow and bnnconvert."""
+    code = [_version("tensorflow"), _version("bnnconvert"), source_digest(PACKAGE_ROOT)]
+    text = json.dumps([ckpt_digest, data_digest, list(input_shape), *code])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
