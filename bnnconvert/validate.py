@@ -82,6 +82,8 @@ from bnnconvert.validation.runner import (
 __all__ = ["KERNELS", "LayerReport", "ValidationResult", "quick_check", "render_layers", "validate"]
 
 PASS, PASS_TIES, FAIL, NOT_CHECKED = "pass", "pass (ties)", "fail", "not checked"
+KERAS, ONNX_RUNTIME = "Keras", "ONNX Runtime"
+"""What computes the reference outputs (``ValidationResult.reference``)."""
 LOCALIZATION_SAMPLES = 4
 """Samples checked layer by layer (fewer when the model's activations are large)."""
 
@@ -95,6 +97,10 @@ class ValidationResult:
     The top-level figures summarize every output (worst error, lowest cosine);
     ``top1_agreement`` and the accuracies are those of the class-score output
     (None without one). ``outputs`` has each output's own figures.
+    ``reference`` names what computed the outputs the flatbuffer is compared
+    with: ``Keras``, or ``ONNX Runtime`` for an ONNX file; ``keras_accuracy``,
+    ``keras_cache`` and ``keras_seconds`` are that reference's (the names
+    stay for compatibility).
     """
 
     model_path: str
@@ -113,6 +119,7 @@ class ValidationResult:
     first_divergence: LayerReport | None = None
     tie_flips: int = 0
     judged_by_layers: str = ""
+    reference: str = KERAS
     keras_cache: str = "off"
     seconds: float = 0.0
     keras_seconds: float = 0.0
@@ -206,7 +213,7 @@ class ValidationResult:
         text += f", max abs error {self.max_abs_error:.3g}, min cosine {self.cosine_min:.6f}"
         if self.keras_accuracy is not None:
             text += (
-                f", accuracy keras {self.keras_accuracy:.2%} / "
+                f", accuracy {self.reference} {self.keras_accuracy:.2%} / "
                 f"flatbuffer {self.flatbuffer_accuracy:.2%}"
             )
         return text
@@ -325,6 +332,9 @@ def validate(
         summary, fb_model, x, y, reference_outputs, fb_outputs, lossy=lossy, kernel=kernel
     )
     result.keras_cache = "off" if key is None else ("hit" if cached is not None else "miss")
+    # checkpoint.load runs an .onnx file in ONNX Runtime (LoadedCheckpoint.reference_run).
+    onnx = keras_model is None and ckpt_path.suffix.lower() == ".onnx"
+    result.reference = ONNX_RUNTIME if onnx else KERAS
     result.keras_seconds = keras_seconds
     if layers or result.lossy or not result.passed:
         # Lossy outputs are judged loosely; isolation is what finds a wrong layer in them.
@@ -383,6 +393,7 @@ def quick_check(
             lossy=graph_is_lossy(fb_model), kernel=kernel,
         )  # fmt: skip
         result.data = source
+        result.reference = ONNX_RUNTIME if reference_run is not None else KERAS
         if result.lossy or not result.passed:
             _localize(result, model, fb_model, x, kernel)
         _conclude(result, fail_on_ties=False)

@@ -78,3 +78,21 @@ def test_a_truncated_flatbuffer_is_named(cli, tmp_path, bundled_export):
     code, _, err = cli("validate", str(BUNDLED), str(truncated))
     assert code == 2
     assert f"{truncated}: " in err
+
+
+@pytest.mark.slow  # an ONNX export (~35 s on 2 busy cores)
+def test_onnx_reference_is_named_onnx_runtime(cli, tmp_path, monkeypatch):
+    import json
+
+    from bnnconvert.export import export
+
+    monkeypatch.setenv("BNNCONVERT_CACHE", str(tmp_path / "cache"))
+    onnx = BUNDLED.parent / "torch_digits" / "model.onnx"
+    exported = export(onnx, output_dir=tmp_path / "out")
+    assert exported.parity.reference == "ONNX Runtime"
+    code, out, _ = cli("validate", str(onnx), str(exported.model_path), "--samples", "16")
+    assert code == 0
+    assert ", accuracy ONNX Runtime 100.00% / flatbuffer 100.00%" in out.splitlines()[0]
+    assert "(ONNX Runtime outputs: cache miss)" in out and "keras" not in out.lower()
+    code, out, _ = cli("validate", str(onnx), str(exported.model_path), "--samples", "16", "--json")
+    assert json.loads(out)["reference"] == "ONNX Runtime"

@@ -85,7 +85,8 @@ def validate(
             lines.append(f"  top-5 agreement: {result.top5_agreement:.2%}")
         lines.append(
             f"  cosine mean {result.cosine_mean:.6f}, max rel error {result.max_rel_error:.3g}, "
-            f"{result.samples_per_second:.1f} samples/s (Keras outputs: cache {result.keras_cache})"
+            f"{result.samples_per_second:.1f} samples/s "
+            f"({result.reference} outputs: cache {result.keras_cache})"
         )
         lines += [f"  failed: {failure}" for failure in result.failures]
         if result.judged_by_layers:
