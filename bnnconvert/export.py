@@ -414,9 +414,7 @@ class _AppMetadata:
     preprocessing: PreprocessingSpec | None
 
 
-def _app_metadata(
-    ckpt: Path, labels: str | Path | None, preprocessing: str | None
-) -> _AppMetadata:
+def _app_metadata(ckpt: Path, labels: str | Path | None, preprocessing: str | None) -> _AppMetadata:
     """Read ``--labels`` / ``--preprocessing`` (default: the files beside ``ckpt``).
 
     Raises:
