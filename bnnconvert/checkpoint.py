@@ -192,31 +192,62 @@ def _keras_load(path: Path) -> Any:
 
 
 def _load_keras_file(path: Path) -> Any:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            check_zip_members(archive, path)
-            config = json.loads(read_zip_member(archive, "config.json", MAX_CONFIG_BYTES, path))
-            check_config(config, str(path))
-            if _WEIGHTS_MEMBER in archive.namelist():
-                _check_weights_member(archive, path)
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        raise CheckpointProblem(
-            f"{path}: not a valid .keras archive ({e}); save with model.save('model.keras')"
-        ) from e
-    return _keras_load(path)
+    with tempfile.TemporaryDirectory(prefix="bnnconvert-") as tmp:
+        weights = None
+        try:
+            with zipfile.ZipFile(path) as archive:
+                check_zip_members(archive, path)
+                raw = read_zip_member(archive, "config.json", MAX_CONFIG_BYTES, path)
+                config = json.loads(raw)
+                check_config(config, str(path))
+                names = set(archive.namelist())
+                if _WEIGHTS_MEMBER in names:
+                    weights = _checked_weights_copy(archive, path, Path(tmp))
+        except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+            raise CheckpointProblem(
+                f"{path}: not a valid .keras archive ({e}); save with model.save('model.keras')"
+            ) from e
+        if weights is None or not names <= {"config.json", "metadata.json", _WEIGHTS_MEMBER}:
+            return _keras_load(path)  # other weight stores, or assets: Keras's own loader
+        return _keras_load_parts(path, config, weights)
 
 
-def _check_weights_member(archive: zipfile.ZipFile, path: Path) -> None:
-    """Walk the ``.keras`` weights (HDF5) for external data, from a temporary copy.
+def _checked_weights_copy(archive: zipfile.ZipFile, path: Path, folder: Path) -> Path:
+    """Copy the ``.keras`` weights (HDF5) into ``folder`` and walk them for external data.
 
     h5py seeks back and forth; on a zip member every backward seek re-reads
-    from the member's start, so the (size-checked) member is copied out first.
+    from the member's start, so the (size-checked) member is copied out first,
+    and Keras loads the weights from the same copy.
     """
-    with tempfile.TemporaryDirectory(prefix="bnnconvert-") as tmp:
-        copy = Path(tmp) / _WEIGHTS_MEMBER
-        with archive.open(_WEIGHTS_MEMBER) as src, copy.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        check_h5(copy, path)
+    copy = folder / _WEIGHTS_MEMBER
+    with archive.open(_WEIGHTS_MEMBER) as src, copy.open("wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    check_h5(copy, path)
+    return copy
+
+
+def _keras_load_parts(path: Path, config: dict[str, Any], weights: Path) -> Any:
+    """What ``load_model`` does with a ``.keras`` archive, from its checked parts.
+
+    The model is built from the checked ``config`` in safe mode and its
+    weights are read from the checked copy on disk (Keras's loader reads them
+    from the zip member: 3 s instead of 0.9 s for BinaryDenseNet28); then
+    what Keras built is checked, as after :func:`_keras_load`.
+    """
+    keras = _tf.keras()
+    lq = _tf.larq()
+    from tf_keras.src.saving.serialization_lib import ObjectSharingScope
+
+    try:
+        with _tf.keras_safe_mode(), ObjectSharingScope():
+            model = keras.saving.deserialize_keras_object(
+                {**config, "compile_config": None}, safe_mode=True
+            )
+        model.load_weights(str(weights))
+    except Exception as e:
+        raise CheckpointProblem(f"{path}: Keras could not load it: {_first_line(e)}") from e
+    check_loaded_model(model, keras, lq, str(path))
+    return model
 
 
 def _h5_attrs(path: Path) -> tuple[Any | None, bool]:

@@ -500,8 +500,9 @@ def _localize(
     result.unchecked += found.notes
     result.first_divergence = found.first_fault
     if result.first_divergence is None and result.failures and not result.lossy:
+        same = found.samples == len(pick)  # localize keeps one sample on some graphs
         first, note = localize.interpreter_tie_check(
-            keras_model, fb_model, x[pick], KERNELS[kernel]
+            keras_model, fb_model, x[pick], KERNELS[kernel], found.keras_values if same else None
         )
         if first is not None and first.cause == "ties":
             result.tie_flips = first.tie_flips

@@ -117,6 +117,8 @@ class Localization:
     layers: list[LayerReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     samples: int = 0
+    # The Keras layer values it compared with, for interpreter_tie_check on the same samples.
+    keras_values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def first_fault(self) -> LayerReport | None:
@@ -345,6 +347,7 @@ def localize(keras_model: Any, fb_model: ir.Model, x: np.ndarray) -> Localizatio
         )
         return result
     keras_values = keras_layer_values(keras_model, needed, x)
+    result.keras_values = keras_values
     checker = _Checker(lm, fb_model, keras_values)
     missing = reference.first_unsupported(fb_model)
     until = None
@@ -361,12 +364,18 @@ def localize(keras_model: Any, fb_model: ir.Model, x: np.ndarray) -> Localizatio
 
 
 def interpreter_tie_check(
-    keras_model: Any, fb_model: ir.Model, x: np.ndarray, kernel_options: dict[str, bool]
+    keras_model: Any,
+    fb_model: ir.Model,
+    x: np.ndarray,
+    kernel_options: dict[str, bool],
+    keras_values: dict[str, np.ndarray] | None = None,
 ) -> tuple[LayerReport | None, str]:
     """Where LCE's interpreter first departs from Keras, as compared at the anchors.
 
     Not isolated: the interpreter runs the whole graph. Only its first
     departure means something: upstream of it everything agreed.
+    ``keras_values``: Keras layer values already computed on ``x`` (those of
+    :func:`localize`); only the layers missing from them are run.
 
     Returns:
         (the first departing anchor's report or None, a one-line description).
@@ -388,11 +397,9 @@ def interpreter_tie_check(
     fed = io_quant.quantize_inputs(fb_model, x)
     outs = interpreter.predict(fed)
     outs = outs if isinstance(outs, list) else [outs]
-    keras_values = keras_layer_values(
-        keras_model,
-        sorted({lm.tensor(t).layer for t in anchors}),
-        x,  # type: ignore[union-attr]
-    )
+    known = keras_values or {}
+    names = {lm.tensor(t).layer for t in anchors} - known.keys()  # type: ignore[union-attr]
+    keras_values = {**known, **(keras_layer_values(keras_model, sorted(names), x) if names else {})}
     checker = _Checker(lm, fb_model, keras_values)
     position = {t: i for i, op in enumerate(graph.operators) for t in op.outputs}
     for t, value in zip(anchors, outs, strict=True):
