@@ -230,9 +230,10 @@ def _keras_load_parts(path: Path, config: dict[str, Any], weights: Path) -> Any:
     """What ``load_model`` does with a ``.keras`` archive, from its checked parts.
 
     The model is built from the checked ``config`` in safe mode and its
-    weights are read from the checked copy on disk (Keras's loader reads them
-    from the zip member: 3 s instead of 0.9 s for BinaryDenseNet28); then
-    what Keras built is checked, as after :func:`_keras_load`.
+    weights are read from the checked copy on disk (a ``.weights.h5`` path:
+    Keras's own ``.keras`` weight reader; ``load_model`` reads them from the
+    zip member: 3 s instead of 0.9 s for BinaryDenseNet28); then what Keras
+    built is checked, as after :func:`_keras_load`.
     """
     keras = _tf.keras()
     lq = _tf.larq()

@@ -140,7 +140,9 @@ def keras_layer_values(keras_model: Any, names: list[str], x: np.ndarray) -> dic
 
     Run eagerly, in batches of 8: on the few samples localization checks,
     tracing a graph as ``predict`` does costs more than it saves
-    (BinaryDenseNet28 at 224 px, one sample: 1.3 s -> 0.25 s, the same values).
+    (BinaryDenseNet28 at 224 px, one sample: 1.3 s -> 0.25 s, bit for bit the
+    same values; larger batches may differ from a traced graph in float
+    rounding, which the layer tolerances and the tie band allow for).
     """
     keras = _tf.keras()
     probe = keras.Model(keras_model.inputs, [keras_model.get_layer(n).output for n in names])
