@@ -434,6 +434,95 @@ class _Checker:
             for kw in kwargs:
                 self.call_kwargs(kw, layer)
 
+    def graph(self, model: dict[str, Any]) -> None:
+        """Refuse a Functional graph Keras cannot rebuild: it would loop forever trying.
+
+        tf-keras rebuilds a Functional model by calling each layer once all the
+        nodes it reads exist; a reference to a missing layer or node, or a
+        cycle, never becomes ready and its loop never ends. So every reference
+        must name a layer of this model and one of its nodes (an ``InputLayer``
+        has one, any other layer one per inbound node), and the nodes must form
+        no cycle.
+        """
+        layers = model.get("layers")
+        if not isinstance(layers, list):
+            return
+        nodes: dict[str, list[list[tuple[str, int]]]] = {}
+        for entry in layers:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or name in nodes:
+                raise self.refuse(str(name), "name", f"a missing or repeated name; {_REFUSED}")
+            inbound = entry.get("inbound_nodes") or []
+            if not isinstance(inbound, list):
+                raise self.refuse(name, "inbound_nodes", f"not a list of nodes; {_REFUSED}")
+            reads = [self.references(node, name) for node in inbound]
+            nodes[name] = [[]] if entry.get("class_name") == "InputLayer" else reads
+        for name, produced in nodes.items():
+            for reads in produced:
+                self.resolve(reads, nodes, name, "inbound_nodes")
+        for key in ("input_layers", "output_layers"):
+            self.resolve(self.references(model.get(key, []), _ROOT), nodes, _ROOT, key)
+        self.acyclic(nodes)
+
+    def references(self, node: Any, layer: str) -> list[tuple[str, int]]:
+        """``(layer, node index)`` of every tensor one node reads (constants left out)."""
+        refs = []
+        for entry in self.entries(node, layer):
+            if entry[0] != "_CONSTANT_VALUE":
+                refs.append((entry[0], entry[1]))
+            for kw in entry[3:]:
+                refs += self.kwarg_references(kw)
+        return refs
+
+    def kwarg_references(self, kwargs: Any) -> list[tuple[str, int]]:
+        """Tensor references ``[layer, node, tensor]`` among a call's keyword arguments."""
+        if isinstance(kwargs, list) and len(kwargs) == 3 and isinstance(kwargs[0], str):
+            return [(kwargs[0], kwargs[1])]
+        if isinstance(kwargs, dict):
+            kwargs = list(kwargs.values())
+        if isinstance(kwargs, list):
+            return [ref for value in kwargs for ref in self.kwarg_references(value)]
+        return []
+
+    def resolve(
+        self, reads: list[tuple[str, int]], nodes: dict[str, list[Any]], layer: str, attr: str
+    ) -> None:
+        for source, index in reads:
+            if source not in nodes or not 0 <= index < len(nodes[source]):
+                raise self.refuse(
+                    layer,
+                    attr,
+                    f"reads node {index} of layer {source!r}, which the model does not have "
+                    f"(Keras would wait for it forever); {_REFUSED}",
+                )
+
+    def acyclic(self, nodes: dict[str, list[list[tuple[str, int]]]]) -> None:
+        done: set[tuple[str, int]] = set()
+        for start in ((n, k) for n, produced in nodes.items() for k in range(len(produced))):
+            path: list[tuple[str, int]] = []
+            on_path: set[tuple[str, int]] = set()
+            stack: list[tuple[tuple[str, int], bool]] = [(start, False)]
+            while stack:
+                node, leaving = stack.pop()
+                if leaving:
+                    on_path.discard(node)
+                    path.pop()
+                    done.add(node)
+                    continue
+                if node in done:
+                    continue
+                if node in on_path:
+                    raise self.refuse(
+                        node[0],
+                        "inbound_nodes",
+                        f"its inputs depend on its own output (a cycle; Keras would wait "
+                        f"for it forever); {_REFUSED}",
+                    )
+                on_path.add(node)
+                path.append(node)
+                stack.append((node, True))
+                stack += [(ref, False) for ref in nodes[node[0]][node[1]]]
+
     def entries(self, nodes: Any, layer: str) -> Iterator[list[Any]]:
         if isinstance(nodes, list) and 3 <= len(nodes) <= 4 and isinstance(nodes[0], str):
             yield nodes
@@ -523,7 +612,23 @@ def check_config(config: Any, source: str, trust_hint: str = CUSTOM_OBJECTS_HINT
     """
     if not isinstance(config, dict) or "class_name" not in config:
         raise CheckpointProblem(f"{source}: the model config is not a Keras model; refused")
-    _Checker(source, trust_hint).object(config, LAYER, _ROOT, "class_name")
+    checker = _Checker(source, trust_hint)
+    checker.object(config, LAYER, _ROOT, "class_name")
+    for model in _functional_configs(config):
+        checker.graph(model)
+
+
+def _functional_configs(node: Any) -> Iterator[dict[str, Any]]:
+    """The ``config`` of every Functional model in a model config, nested ones included."""
+    if isinstance(node, dict):
+        inner = node.get("config")
+        if node.get("class_name") == "Functional" and isinstance(inner, dict):
+            yield inner
+        for value in node.values():
+            yield from _functional_configs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _functional_configs(value)
 
 
 # --- after loading -------------------------------------------------------------

@@ -506,3 +506,33 @@ def test_tf_op_layers_other_than_plain_fake_quant_are_refused(layer) -> None:
     config = {"class_name": "Functional", "config": {"name": "m", "layers": [layer]}}
     with pytest.raises(CheckpointProblem, match="layer 'fq'"):
         check_config(config, "model.keras")
+
+
+# --- graphs Keras cannot rebuild: its rebuild loop would wait forever ----------------------
+
+
+def _rewire(config: dict, layer: str, inbound: list) -> dict:
+    config = json.loads(json.dumps(config))
+    [entry] = [e for e in config["config"]["layers"] if e["name"] == layer]
+    entry["inbound_nodes"] = inbound
+    return config
+
+
+@pytest.mark.parametrize(
+    ("layer", "inbound", "reason"),
+    [
+        ("bin", [[["stem", 3, 0, {}]]], "reads node 3 of layer 'stem', which the model does not"),
+        ("bin", [[["ghost", 0, 0, {}]]], "reads node 0 of layer 'ghost', which the model does not"),
+        ("stem", [[["pool", 0, 0, {}]]], "its inputs depend on its own output (a cycle"),
+    ],
+    ids=["missing-node", "missing-layer", "cycle"],
+)
+def test_graphs_keras_would_rebuild_forever_are_refused(
+    base, tmp_path, capsys, layer, inbound, reason
+) -> None:
+    config = _rewire(hf.keras_config(base["keras"]), layer, inbound)
+    path = hf.rewrite_keras_config(base["keras"], tmp_path / "loop.keras", config)
+    code, err = _export(path, tmp_path / "out", capsys)
+    assert code == 2
+    assert reason in err and err.startswith(f"error: {path}: layer ")
+    assert not (tmp_path / "out").exists()
