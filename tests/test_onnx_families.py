@@ -22,6 +22,7 @@ from torch.nn import functional
 
 from bnnconvert import ir
 from bnnconvert.export import export
+from bnnconvert.validate import validate
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -304,3 +305,64 @@ def _constant_muls_after_bconvs(flatbuffer: bytes) -> int:
             constant = any(ir.tensor_array(model, graph, t) is not None for t in others)
             count += mul.opcode == "MUL" and constant
     return count
+
+
+def quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """DoReFa/PACT-style k-bit quantizer of [0, 1] (exported as Clip, Mul, Round, Div)."""
+    levels = 2**bits - 1
+    return torch.round(torch.clamp(x, 0, 1) * levels) / levels
+
+
+class ActivationQuantizer(nn.Module):
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return quantize(x, self.bits)
+
+
+class MultiBitThenBinary(nn.Module):
+    """A 2-bit activation quantizer before a conv with 2-bit weights, then a binary conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = ActivationQuantizer(2)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.binary = BinaryConv(8, 8)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = quantize(torch.tanh(self.conv.weight) * 0.5 + 0.5, 2) * 2 - 1
+        x = self.bn(functional.conv2d(self.q(x), w, padding=1))
+        x = self.bn2(self.binary(x))
+        logits = self.fc(torch.flatten(functional.adaptive_avg_pool2d(x, 1), 1))
+        return torch.softmax(logits, dim=1)
+
+
+def test_multibit_quantizer_stays_float_beside_a_binary_conv(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    onnx_path = export_onnx(MultiBitThenBinary(), tmp_path / "multibit.onnx")
+
+    result = export(onnx_path, target="arm64", output_dir=tmp_path / "out", validate_samples=8)
+
+    assert result.op_counts.get("LceBconv2d", 0) == 1
+    assert result.op_counts.get("ROUND", 0) == 1
+    assert result.op_counts.get("CONV_2D", 0) == 1
+    quantizer = [d for d in result.audit.diagnostics if d.code == "onnx-multibit-quantizer"]
+    assert [d.message for d in quantizer] == [
+        "ONNX node /q/Round (Round): a k-bit quantizer (4 levels) stays float; LCE binarizes only "
+        "sign (two-level) activations and weights"
+    ]
+    assert quantizer[0].fix == (
+        "to make this layer binary use torch.sign with a straight-through estimator"
+    )
+    assert result.parity is not None and result.parity.passed, result.parity.failures
+    # pixels spread over and beyond the quantizer's [0, 1]; none rounds from exactly k + 0.5
+    x = np.random.default_rng(1).uniform(-0.25, 1.25, (32, SIZE, SIZE, 3)).astype(np.float32)
+    assert not np.any(np.modf(np.clip(x, 0, 1) * 3)[0] == 0.5)
+    np.savez(tmp_path / "data.npz", x=x)
+    report = validate(onnx_path, result.model_path, data=tmp_path / "data.npz")
+    assert report.passed and report.verdict == "pass", report.verdict

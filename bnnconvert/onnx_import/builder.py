@@ -65,6 +65,7 @@ SUPPORTED_OPS = (
     "ReduceMean",
     "Relu",
     "Reshape",
+    "Round",
     "Sigmoid",
     "Sign",
     "Softmax",
@@ -795,6 +796,39 @@ class KerasBuilder:
         if self.rank(x) == 4 and tuple(x.shape[1:3]) == (1, 1):
             return self._to_flat(node, x)
         raise self.fail(node, f"squeezes {tuple(x.shape)}", "use torch.flatten(x, 1)")
+
+    def op_Round(self, node: Node) -> Any:
+        """A multi-bit quantizer's rounding: a float ``ROUND``, with a finding saying why."""
+        levels = self._quantizer_levels(node)
+        count = f" ({levels} levels)" if levels else ""
+        self.note(
+            node,
+            "onnx-multibit-quantizer",
+            f"a k-bit quantizer{count} stays float; LCE binarizes only sign (two-level) "
+            "activations and weights",
+            "to make this layer binary use torch.sign with a straight-through estimator",
+        )
+        return self.custom.Round(name=node.layer)(self.float_tensor(node.inputs[0]))
+
+    def _quantizer_levels(self, node: Node) -> int | None:
+        """``(high - low) * s + 1`` levels for ``Round(Clip(x, low, high) * s)``, else None."""
+        mul = self.graph.producer(node.inputs[0])
+        if mul is None or mul.op != "Mul" or len(mul.inputs) != 2:
+            return None
+        scale = [self.graph.constant(name) for name in mul.inputs]
+        if (scale[0] is None) == (scale[1] is None):
+            return None
+        clip = self.graph.producer(mul.inputs[1 if scale[0] is not None else 0])
+        step = scale[0] if scale[0] is not None else scale[1]
+        if clip is None or clip.op != "Clip" or np.size(step) != 1:
+            return None
+        bounds = [self.graph.constant(name) for name in clip.inputs[1:3] if name]
+        if len(bounds) != 2 or any(b is None or np.size(b) != 1 for b in bounds):
+            return None
+        low, high = (float(np.ravel(b)[0]) for b in bounds)  # type: ignore[arg-type]
+        steps = (high - low) * float(np.ravel(step)[0])
+        nearest = round(steps)
+        return nearest + 1 if nearest > 0 and abs(steps - nearest) < 1e-3 else None
 
     def op_Abs(self, node: Node) -> Any:
         return self.custom.Abs(name=node.layer)(self.float_tensor(node.inputs[0]))

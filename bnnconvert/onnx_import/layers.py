@@ -4,7 +4,7 @@ Each lowers to the plain TensorFlow ops LCE's converter already understands:
 ``ChannelAffine`` to ``MUL``/``ADD`` with constants (fused into a preceding
 binary conv's multiplier and bias), ``Pad2D`` to ``PAD``/``PADV2``, ``Clip``
 to ``MINIMUM``/``MAXIMUM`` (``RELU_N1_TO_1`` for Hardtanh), ``Abs`` to ``ABS``,
-``ChannelMean`` to ``MEAN`` over the channel axis.
+``ChannelMean`` to ``MEAN`` over the channel axis, ``Round`` to ``ROUND``.
 """
 
 from __future__ import annotations
@@ -78,3 +78,10 @@ class ChannelMean(keras.layers.Layer):
 
     def call(self, x: Any) -> Any:
         return tf.reduce_mean(x, axis=-1, keepdims=True)
+
+
+class Round(keras.layers.Layer):
+    """Round to the nearest integer, ties to even (ONNX ``Round``, ``torch.round``)."""
+
+    def call(self, x: Any) -> Any:
+        return tf.round(x)
