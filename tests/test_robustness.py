@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import BUNDLED
 
 from bnnconvert import ir
 from bnnconvert.cli.main import run
@@ -197,15 +198,15 @@ def png_header_only(width: int, height: int) -> bytes:
     )
 
 
-def test_png_bomb_header_is_one_line_exit_2(tmp_path, capsys):
+def test_png_bomb_header_is_one_line_exit_2(tmp_path, capsys, bundled_export):
     folder = tmp_path / "images"
     folder.mkdir()
     bomb = folder / "bomb.png"
     bomb.write_bytes(png_header_only(50000, 50000))
     assert bomb.stat().st_size < 150
-    model = tmp_path / "model.tflite"
-    model.write_bytes(relu_model((1, 32, 32, 3)))
-    assert run(["validate", str(tmp_path / "ckpt"), str(model), "--data", str(folder)]) == 2
+    # A real checkpoint and its export: validate checks their origin before the data.
+    model = bundled_export.model_path
+    assert run(["validate", str(BUNDLED), str(model), "--data", str(folder)]) == 2
     assert one_error_line(capsys) == (
         f"{bomb} declares an image too large for Pillow, over bnnconvert's 40 megapixel "
         "limit (checked before decoding); give a smaller image"
@@ -258,7 +259,7 @@ def test_image_near_the_cap_costs_bounded_memory(tmp_path):
     assert int(peak_kb) < 700_000  # float64 of the whole photo alone would be 864 MB
 
 
-def test_unreadable_image_and_broken_npz(tmp_path):
+def test_unreadable_image_and_broken_npz(tmp_path, bundled_export):
     path = tmp_path / "broken.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     with pytest.raises(UsageProblem) as info:
@@ -268,10 +269,8 @@ def test_unreadable_image_and_broken_npz(tmp_path):
     )
     npz = tmp_path / "data.npz"
     npz.write_bytes(b"PK\x03\x04" + bytes(100))
-    model = tmp_path / "model.tflite"
-    model.write_bytes(relu_model((1, 32, 32, 3)))
     with pytest.raises(UsageProblem, match=r"data\.npz: expected an \.npz with an array 'x'"):
-        validate(tmp_path / "ckpt", model, data=npz)
+        validate(BUNDLED, bundled_export.model_path, data=npz)
 
 
 # --- terminal safety: strings from files never reach the terminal raw -----------------
@@ -448,16 +447,15 @@ def test_file_strings_that_look_like_markup_print_as_text(capsys):
     assert "conv[/oops]\\x1b[2J" in out and "top float layers by MACs: dense[/] 50%\n" in out
 
 
-def test_npz_declaring_huge_arrays_is_refused_before_inflating(tmp_path, capsys):
+def test_npz_declaring_huge_arrays_is_refused_before_inflating(tmp_path, capsys, bundled_export):
     npz = tmp_path / "bomb.npz"
     np.savez_compressed(npz, x=np.zeros((4, 32, 32, 3), np.float32))
     data = bytearray(npz.read_bytes())
     central = data.index(b"PK\x01\x02")  # the central directory entry of x.npy
     struct.pack_into("<I", data, central + 24, 0x7FFF_FFFF)  # declared uncompressed size
     npz.write_bytes(bytes(data))
-    model = tmp_path / "model.tflite"
-    model.write_bytes(relu_model((1, 32, 32, 3)))
-    assert run(["validate", str(tmp_path / "ckpt"), str(model), "--data", str(npz)]) == 2
+    model = bundled_export.model_path
+    assert run(["validate", str(BUNDLED), str(model), "--data", str(npz)]) == 2
     assert one_error_line(capsys) == (
         f"{npz}: its arrays inflate to 2048 MiB, more than the 1024 MiB bnnconvert reads "
         "as test data; give fewer samples"
