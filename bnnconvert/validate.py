@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ from bnnconvert.validation.runner import (
     keras_predict,
 )
 
-__all__ = ["KERNELS", "LayerReport", "ValidationResult", "quick_check", "render_layers", "validate"]
+__all__ = ["KERNELS", "LayerReport", "ValidationResult", "quick_check", "validate"]
 
 PASS, PASS_TIES, FAIL, NOT_CHECKED = "pass", "pass (ties)", "fail", "not checked"
 KERAS, ONNX_RUNTIME = "Keras", "ONNX Runtime"
@@ -589,7 +589,7 @@ def _decide_small_sample(result: ValidationResult) -> None:
     )
 
 
-def _share(fraction: float) -> str:
+def share_text(fraction: float) -> str:
     """A percentage that keeps one flipped sign in millions visible (not ``0.000%``)."""
     return f"{100 * fraction:.3g}%"
 
@@ -597,8 +597,8 @@ def _share(fraction: float) -> str:
 def _fault_line(first: LayerReport) -> str:
     if first.flipped_signs is not None:
         stats = (
-            f": {_share(first.flipped_signs)} of its signs flipped "
-            f"({_share(first.flipped_at_ties or 0.0)} at ties)"
+            f": {share_text(first.flipped_signs)} of its signs flipped "
+            f"({share_text(first.flipped_at_ties or 0.0)} at ties)"
         )
     else:
         stats = f": max abs error {first.max_abs_error:.3g}, cosine {first.cosine:.6f}"
@@ -617,20 +617,3 @@ def failure_line(result: ValidationResult) -> str:
     elif result.verdict == PASS_TIES:
         line += f"; differences only at ties ({result.tie_flips} sign flips), --fail-on-ties set"
     return line
-
-
-def render_layers(reports: Sequence[LayerReport]) -> list[str]:
-    """Plain text lines for a layer table (for the CLI)."""
-    lines = []
-    for r in reports:
-        if r.flipped_signs is not None:
-            figures = (
-                f"signs flipped {_share(r.flipped_signs)} (ties {_share(r.flipped_at_ties or 0)})"
-            )
-        else:
-            figures = f"max abs {r.max_abs_error:.3g}  cos {r.cosine:.6f}"
-        what = r.meaning
-        if r.compared_with != r.keras_layer:
-            what += f" of {r.compared_with}"
-        lines.append(f"{r.cause:17}  {r.keras_layer:28} {'+'.join(r.ops):32} {what:44} {figures}")
-    return lines

@@ -51,7 +51,8 @@ def validate(
 ) -> None:
     """Check that the flatbuffer computes what the checkpoint computes; exit 1 if not."""
     from bnnconvert.errors import CheckFailed
-    from bnnconvert.validate import PASS_TIES, failure_line, render_layers
+    from bnnconvert.reports.validate_text import render_layers
+    from bnnconvert.validate import PASS_TIES, failure_line
     from bnnconvert.validate import validate as run_validate
 
     warn_if_trusted(trust_checkpoint)
