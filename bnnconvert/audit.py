@@ -70,7 +70,6 @@ import numpy as np
 from bnnconvert import audit_padding, ir
 from bnnconvert import macs as mac_count
 from bnnconvert.graph import AFFINE_OPS, BINARY_CONV, DEQUANTIZE, KERNEL_OPS, QUANTIZE
-from bnnconvert.inspect import binary_share
 from bnnconvert.mapping import SIGNS, THRESHOLD, LayerMap, class_name, is_quantized, map_layers
 
 _SIGN_QUANTIZERS = "ste_sign, approx_sign or swish_sign"
@@ -152,7 +151,7 @@ class MacShare:
 
 
 @dataclass
-class AuditResult:
+class AuditResult(mac_count.MacsByKind):
     """The audit of one conversion; ``to_dict()`` for JSON.
 
     For people: :func:`bnnconvert.reports.audit_markdown.render` (this module does not
@@ -197,19 +196,6 @@ class AuditResult:
     def stayed_float(self) -> list[QuantizedLayer]:
         """Layers marked binary (a quantized layer with quantizers) that did not become binary."""
         return [q for q in self.quantized if q.marked_binary and not q.binary]
-
-    @property
-    def binary_macs(self) -> int:
-        return self.macs["binary"]
-
-    @property
-    def float_macs(self) -> int:
-        """MACs computed in float (int8/int16 MACs are not float: see :attr:`macs`)."""
-        return self.macs["float"]
-
-    @property
-    def binary_mac_share(self) -> float:
-        return binary_share(self.macs)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -108,7 +108,7 @@ class SignatureInfo:
 
 
 @dataclass
-class InspectResult:
+class InspectResult(macs.MacsByKind):
     """What :func:`inspect_model` found. ``metadata`` holds every metadata entry decoded in
     full (JSON entries and ``TFLITE_METADATA`` as dicts, text as text, anything else as
     ``{"undecoded_bytes": N}``); ``model_info`` is the short display form of the
@@ -135,22 +135,6 @@ class InspectResult:
         )
 
     @property
-    def binary_macs(self) -> int:
-        return self.macs["binary"]
-
-    @property
-    def float_macs(self) -> int:
-        return self.macs["float"]
-
-    @property
-    def int8_macs(self) -> int:
-        return self.macs["int8"]
-
-    @property
-    def binary_mac_share(self) -> float:
-        return binary_share(self.macs)
-
-    @property
     def binary_weights(self) -> WeightGroup:
         return self.weights.get(BINARY_WEIGHTS, WeightGroup())
 
@@ -165,12 +149,6 @@ class InspectResult:
         out["binary_mac_share"] = self.binary_mac_share
         out["compression_ratio"] = self.compression_ratio
         return out
-
-
-def binary_share(by_kind: dict[str, int]) -> float:
-    """Binary MACs over all counted MACs (0.0 when nothing is counted)."""
-    total = sum(by_kind.values())
-    return by_kind.get("binary", 0) / total if total else 0.0
 
 
 def _load(model: Path | str | bytes) -> tuple[str, bytes]:

@@ -210,3 +210,32 @@ def totals(counted: list[OpMacs | None]) -> dict[str, int]:
         if c is not None:
             sums[c.kind] += c.macs
     return sums
+
+
+def binary_share(by_kind: dict[str, int]) -> float:
+    """Binary MACs over all counted MACs (0.0 when nothing is counted)."""
+    total = sum(by_kind.values())
+    return by_kind.get("binary", 0) / total if total else 0.0
+
+
+class MacsByKind:
+    """Read-only views of a ``macs`` dict (kind -> MACs, see :func:`totals`) on a result."""
+
+    macs: dict[str, int]
+
+    @property
+    def binary_macs(self) -> int:
+        return self.macs["binary"]
+
+    @property
+    def float_macs(self) -> int:
+        """MACs computed in float (int8/int16 MACs are not float: see ``macs``)."""
+        return self.macs["float"]
+
+    @property
+    def int8_macs(self) -> int:
+        return self.macs["int8"]
+
+    @property
+    def binary_mac_share(self) -> float:
+        return binary_share(self.macs)

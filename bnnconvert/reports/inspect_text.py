@@ -15,7 +15,6 @@ from bnnconvert.inspect import (
     InspectResult,
     TensorInfo,
     WeightGroup,
-    binary_share,
 )
 
 
@@ -26,7 +25,7 @@ def describe_macs(by_kind: dict[str, int]) -> str:
         for kind in macs.KINDS
         if kind in ("binary", "float") or by_kind.get(kind)
     ]
-    return f"{', '.join(parts)}; binary share {binary_share(by_kind):.1%}"
+    return f"{', '.join(parts)}; binary share {macs.binary_share(by_kind):.1%}"
 
 
 def metadata_rows(result: InspectResult, limit: int = 100) -> dict[str, str]:
