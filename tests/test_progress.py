@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+from bnnconvert.cli.output import visible
+
 
 def test_spinner_keeps_drawing_while_the_parent_sends_nothing() -> None:
     child = subprocess.Popen(
@@ -17,7 +19,8 @@ def test_spinner_keeps_drawing_while_the_parent_sends_nothing() -> None:
     child.stdin.write(b"Converting with LCE\n")
     child.stdin.flush()
     time.sleep(1.0)  # the parent is "busy": no updates for a second
-    child.stdin.write(b"Checking parity 3/8 \x1b]0;title\x07\n")
+    # As output.progress sends it: a file name's control characters made visible.
+    child.stdin.write((visible("Checking parity 3/8 \x1b]0;title\x07") + "\n").encode())
     child.stdin.flush()
     time.sleep(0.3)
     child.stdin.close()

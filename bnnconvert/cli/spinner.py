@@ -5,7 +5,9 @@ which freezes any spinner drawn by a thread of the same process. This module
 runs as ``python -m bnnconvert.cli.spinner``: it reads step descriptions, one
 per line, from stdin and redraws ``⠋ <step> (12.3 s)`` on its stderr (the
 user's terminal) ten times a second until stdin closes, then clears the line.
-It imports nothing heavy and never writes anywhere but its stderr.
+It imports nothing heavy and never writes anywhere but its stderr. Its
+parent (:func:`bnnconvert.cli.output.progress`) sends step texts with
+control characters already made visible.
 """
 
 from __future__ import annotations
@@ -19,11 +21,6 @@ import time
 
 _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 _INTERVAL = 0.1
-
-
-def _visible(text: str) -> str:
-    """Control characters shown as escapes (step texts can quote file names)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def main() -> None:
@@ -43,7 +40,7 @@ def main() -> None:
             buffered += chunk
             *lines, buffered = buffered.split("\n")
             if lines:
-                text = _visible(lines[-1])
+                text = lines[-1]
         width = max(os.get_terminal_size(out.fileno()).columns - 1, 20) if out.isatty() else 79
         line = f"{_FRAMES[frame % len(_FRAMES)]} {text} ({time.monotonic() - started:.1f} s)"
         out.write("\r\x1b[2K" + line[:width])
