@@ -18,21 +18,25 @@ from pathlib import Path
 from bnnconvert.errors import OutputProblem
 
 _ADVICE = {
-    errno.ENOSPC: "the disk is full; free space or pick another directory with -o",
-    errno.EDQUOT: "the disk quota is exceeded; free space or pick another directory with -o",
-    errno.EACCES: "permission denied; pick a directory you can write with -o",
-    errno.EPERM: "permission denied; pick a directory you can write with -o",
-    errno.EROFS: "the file system is read-only; pick another directory with -o",
-    errno.ENOTDIR: "a part of the path is a file, not a directory; pick another path with -o",
-    errno.EEXIST: "a file of that name is in the way; pick another path with -o",
-    errno.ENOENT: "this location cannot hold new files; pick another directory with -o",
+    errno.ENOSPC: "the disk is full; free space or pick another directory with output_dir=",
+    errno.EDQUOT: (
+        "the disk quota is exceeded; free space or pick another directory with output_dir="
+    ),
+    errno.EACCES: "permission denied; pick a directory you can write with output_dir=",
+    errno.EPERM: "permission denied; pick a directory you can write with output_dir=",
+    errno.EROFS: "the file system is read-only; pick another directory with output_dir=",
+    errno.ENOTDIR: (
+        "a part of the path is a file, not a directory; pick another path with output_dir="
+    ),
+    errno.EEXIST: "a file of that name is in the way; pick another path with output_dir=",
+    errno.ENOENT: "this location cannot hold new files; pick another directory with output_dir=",
 }
 
 
 def describe_os_error(e: OSError) -> str:
     """The cause of a failed write in words, with what to do (for one-line errors)."""
     advice = _ADVICE.get(e.errno or 0)
-    return advice or f"{e.strerror or e}; pick another directory with -o"
+    return advice or f"{e.strerror or e}; pick another directory with output_dir="
 
 
 def check_writable_dir(path: Path, files: Iterable[str] = ()) -> None:
@@ -56,7 +60,8 @@ def check_writable_dir(path: Path, files: Iterable[str] = ()) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputProblem(
-            f"cannot write to {path}: it is a file, not a directory; pick a directory with -o"
+            f"cannot write to {path}: it is a file, not a directory; "
+            "pick a directory with output_dir="
         )
     for name in files:
         target = path / name
@@ -64,7 +69,7 @@ def check_writable_dir(path: Path, files: Iterable[str] = ()) -> None:
             what = "a directory" if target.is_dir() else "not a regular file"
             raise OutputProblem(
                 f"cannot write to {target}: it is {what}; remove it or pick another directory "
-                "with -o"
+                "with output_dir="
             )
     ancestor = path
     while not ancestor.exists() and ancestor != ancestor.parent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,24 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def check_input_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """``shape`` (a Python caller's ``input_shape``) as three positive whole numbers.
+
+    Raises:
+        UsageProblem: not three whole numbers of at least 1.
+    """
+    try:
+        checked = tuple(operator.index(d) for d in shape)
+    except TypeError:
+        checked = ()
+    if isinstance(shape, str) or len(checked) != 3 or min(checked) < 1:
+        raise UsageProblem(
+            f"Expected input_shape= as three positive whole numbers (height, width, channels), "
+            f"got {shape!r}; e.g. (224, 224, 3)"
+        )
+    return checked  # type: ignore[return-value]
+
+
 def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
     """Return ``model`` with a fixed ``(H, W, C)`` input, rebuilding it if needed.
 
@@ -39,7 +58,8 @@ def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
     if shape is None:
         if any(d is None for d in current):
             raise UsageProblem(
-                f"The model's input shape {current} is not fixed; pass --input-shape H,W,C"
+                f"The model's input shape {current} is not fixed; "
+                "pass input_shape= (height, width, channels)"
             )
         return model
     shape = tuple(int(d) for d in shape)
@@ -50,7 +70,7 @@ def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
         and current[-1] != shape[-1]
     ):
         raise UsageProblem(
-            f"Expected --input-shape with {current[-1]} channels like the model, got {shape}"
+            f"Expected input_shape= with {current[-1]} channels like the model, got {shape}"
         )
     keras = _tf.keras()
     try:

@@ -3,9 +3,41 @@
 The command line turns a :class:`BnnConvertError` into one line on stderr and
 its ``exit_code``; anything else is a bug and shows a traceback only with
 ``--debug``.
+
+Messages name the caller's Python keyword argument as ``name=`` (``Expected
+input_shape= ...``); the command line prints them through
+:func:`for_command_line`, which names the flag instead (``Expected
+--input-shape ...``).
 """
 
 from __future__ import annotations
+
+import re
+
+FLAGS = {
+    "input_shape": "--input-shape",
+    "target": "--target",
+    "output_dir": "-o",
+    "preprocessing": "--preprocessing",
+    "labels": "--labels",
+    "samples": "--samples",
+    "float_weights": "--float-weights",
+    "int8_activations": "--int8-activations",
+}
+"""Python keyword argument -> the command-line flag that sets it."""
+
+# ``name=`` as a whole word, not followed by a value (``target=arm64`` stays as it is).
+_ARGUMENT = re.compile(rf"\b({'|'.join(FLAGS)})=(?=[\s,;:.)]|$)")
+
+
+def for_command_line(message: str) -> str:
+    """``message`` with each Python argument (``input_shape=``) named by its flag.
+
+    Example:
+        >>> for_command_line("Expected input_shape= as height, width, channels")
+        'Expected --input-shape as height, width, channels'
+    """
+    return _ARGUMENT.sub(lambda match: FLAGS[match[1]], message)
 
 
 class BnnConvertError(Exception):

@@ -16,7 +16,7 @@ import platform
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ from bnnconvert import rewrites as keras_rewrites
 from bnnconvert.atomic import check_writable_dir, describe_os_error, write_bytes, write_text
 from bnnconvert.checkpoint_files import side_file
 from bnnconvert.errors import OutputProblem
-from bnnconvert.passes import fold_sign_scale, int8_activations
+from bnnconvert.passes import fold_sign_scale
+from bnnconvert.passes.int8_activations import own_fake_quant
 from bnnconvert.preprocessing import PreprocessingSpec, parse_preprocessing
 from bnnconvert.reports import export_markdown
 
@@ -242,6 +243,9 @@ def export(
     step: Step | None = None,
     strict: bool = False,
     optimize: passes.OptimizeOptions | None = None,
+    float_weights: str | None = None,
+    int8_activations: bool | None = None,
+    calibration: str | Path | None = None,
     rewrite: bool = True,
     labels: str | Path | None = None,
     preprocessing: str | None = None,
@@ -267,6 +271,10 @@ def export(
             reports are still written and the model as ``model.rejected.tflite``.
         optimize: graph passes to run (default: the exact ones, see
             :mod:`bnnconvert.passes`); export.json lists each under ``passes``.
+        float_weights, int8_activations, calibration: set these fields of
+            ``optimize`` (``--float-weights`` etc.): ``"fp32"``, ``"fp16"`` or
+            ``"int8"`` float-weight storage; int8 float layers calibrated on the
+            ``.npz`` ``calibration`` (default: the test split beside ``ckpt``).
         rewrite: rebuild each binary ``QuantDense`` as a 1x1 ``QuantConv2D`` before
             conversion (exact, :mod:`bnnconvert.rewrites`); False is ``--no-rewrite``.
         labels: label file (one per line) to embed; default ``labels.txt``
@@ -279,7 +287,7 @@ def export(
         validate_samples: inputs for that check; 0 skips it too.
         input_type, output_type: ``"float32"`` or ``"int8"`` graph input/output
             (LCE's ``inference_input_type``/``inference_output_type``); int8
-            needs ``optimize.int8_activations`` or the model's own fake-quant.
+            needs ``int8_activations`` or the model's own fake-quant.
         trust_checkpoint: load through Keras's own unsafe loader, so the
             checkpoint's code may run (:func:`bnnconvert.checkpoint.load`); never a default.
         custom_objects: a Python file of classes/functions to register (only
@@ -295,6 +303,12 @@ def export(
     started = time.perf_counter()
     say = StepClock(progress or step)
     preset = targets.target(target)
+    input_shape = convert.check_input_shape(input_shape) if input_shape is not None else None
+    given = {"float_weights": float_weights, "int8_activations": int8_activations}
+    given["calibration"] = Path(calibration) if calibration is not None else None
+    options = replace(
+        optimize or passes.OptimizeOptions(), **{k: v for k, v in given.items() if v is not None}
+    )
     ckpt = Path(ckpt)
     out = Path(output_dir) if output_dir is not None else default_output_dir(ckpt, preset.name)
 
@@ -313,7 +327,6 @@ def export(
         custom_objects=custom_objects,
     )
     keras_model = convert.with_input_shape(loaded.model, input_shape)
-    options = optimize or passes.OptimizeOptions()
     pass_stats: list[passes.PassStats] = []
     to_convert, rewrites = (
         keras_rewrites.rewrite_for_lce(keras_model) if rewrite else (keras_model, [])
@@ -321,7 +334,7 @@ def export(
     if rewrites:
         pass_stats.append(keras_rewrites.rewrite_stats(rewrites))
     before_int8 = to_convert
-    own_quant = int8_activations.own_fake_quant(keras_model)
+    own_quant = own_fake_quant(keras_model)
     convert.check_io_types(
         input_type, output_type, int8_model=options.int8_activations or bool(own_quant)
     )

@@ -57,7 +57,7 @@ def load_labels(path: Path) -> list[str]:
     """
     if not os.path.lexists(path):
         raise UsageProblem(
-            f"Expected a label file at {path}, found none; give --labels a text file "
+            f"Expected a label file at {path}, found none; give labels= a text file "
             "with one label per line"
         )
     try:  # a regular file under the cap, checked before reading (a FIFO would block)
@@ -118,8 +118,8 @@ def build_metadata(
         labels = list(labels)
         if classifier is None:
             raise UsageProblem(
-                f"Expected a classifier output of shape (1, N) for --labels, got "
-                f"{', '.join(_shape_text(o) for o in outputs)}; leave out --labels"
+                f"Expected a classifier output of shape (1, N) for labels=, got "
+                f"{', '.join(_shape_text(o) for o in outputs)}; leave out labels="
             )
         if len(labels) != classifier["classes"]:
             raise UsageProblem(
@@ -202,9 +202,9 @@ def _check_image_input(info: dict[str, Any], spec: PreprocessingSpec) -> None:
     # An int8 input is fed the preprocessed floats quantized with its own scale/zero point.
     if len(shape) != 4 or shape[0] not in (1, -1) or dtype not in ("float32", "int8"):
         raise UsageProblem(
-            f"Expected a float32 or int8 image input of shape [1, H, W, C] for --preprocessing, "
+            f"Expected a float32 or int8 image input of shape [1, H, W, C] for preprocessing=, "
             f"got {dtype} {shape}; export the model with a float input, or leave out "
-            "--preprocessing"
+            "preprocessing="
         )
     if info["channels"] != spec.channels:
         hint = "order=gray" if info["channels"] == 1 else "order=rgb or order=bgr"

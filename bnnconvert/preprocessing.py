@@ -228,7 +228,14 @@ PRESETS: dict[str, PreprocessingSpec] = {
 }
 """Named specs for ``--preprocessing``; keys given after a preset override it."""
 
-_KEYS = ("mean", "std", "scale", "resize", "crop", "order", "fit")
+KEYS = ("mean", "std", "scale", "resize", "crop", "order", "fit")
+"""The ``key=value`` items a spec may give after its preset."""
+
+_SYNTAX = (
+    f"give a preset ({', '.join(PRESETS)}) and/or ;-separated key=value items "
+    f"({', '.join(KEYS)}), e.g. imagenet;order=bgr"
+)
+"""What a spec may hold, ending every error that rejects its form."""
 
 
 def parse_preprocessing(text: str) -> PreprocessingSpec:
@@ -253,18 +260,12 @@ def parse_preprocessing(text: str) -> PreprocessingSpec:
     """
     items = [part.strip() for part in text.split(";") if part.strip()]
     if not items:
-        raise UsageProblem(
-            f"Expected a preset ({', '.join(PRESETS)}) or key=value items, got {text!r}; "
-            "e.g. --preprocessing imagenet"
-        )
+        raise UsageProblem(f"Expected a preprocessing spec, got {text!r}; {_SYNTAX}")
     fields: dict = {}
     if "=" not in items[0]:
         name = items.pop(0).lower()
         if name not in PRESETS:
-            raise UsageProblem(
-                f"Expected a preprocessing preset among {', '.join(PRESETS)}, got {name!r}; "
-                "or give key=value items (mean=..;std=..;scale=..;resize=..;crop=..;order=..)"
-            )
+            raise UsageProblem(f"Expected a preprocessing preset, got {name!r}; {_SYNTAX}")
         base = PRESETS[name]
         fields = {
             "color": base.color,
@@ -278,13 +279,13 @@ def parse_preprocessing(text: str) -> PreprocessingSpec:
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().lower()
-        if not sep or key not in _KEYS:
+        if not sep or key not in KEYS:
             raise UsageProblem(
-                f"Expected key=value with a key among {', '.join(_KEYS)}, got {item!r} "
-                f"in --preprocessing {text!r}; presets go first (e.g. imagenet;order=bgr)"
+                f"Expected key=value with a known key after the preset, got {item!r} "
+                f"in preprocessing= {text!r}; {_SYNTAX}"
             )
         if key in given:
-            raise UsageProblem(f"Expected each key once in --preprocessing, got {key}= twice")
+            raise UsageProblem(f"Expected each key once in preprocessing=, got {key}= twice")
         given[key] = value.strip()
     for key in ("mean", "std"):
         if key in given:

@@ -71,5 +71,5 @@ def target(name: str) -> Target:
         return TARGETS[name]
     except KeyError:
         raise UsageProblem(
-            f"Expected --target to be one of {', '.join(TARGETS)}, got {name!r}"
+            f"Expected target= to be one of {', '.join(TARGETS)}, got {name!r}"
         ) from None

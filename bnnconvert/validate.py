@@ -71,6 +71,7 @@ from bnnconvert.validation.data import data_digest, load_data
 from bnnconvert.validation.identity import check_origin
 from bnnconvert.validation.localize import LayerReport
 from bnnconvert.validation.outputs import OutputReport
+from bnnconvert.validation.overlap import SamplePlan
 from bnnconvert.validation.runner import (
     KERNELS,
     InterpreterRun,
@@ -274,7 +275,7 @@ def validate(
     if kernel not in KERNELS:
         raise UsageProblem(f"Expected kernel among {', '.join(KERNELS)}, got {kernel!r}")
     if samples is not None and samples < 1:
-        raise UsageProblem(f"Expected --samples of at least 1, got {samples}")
+        raise UsageProblem(f"Expected samples= of at least 1, got {samples}")
     model_path = Path(model_path)
     flatbuffer = ir.load_bytes(model_path)
     try:
@@ -327,6 +328,10 @@ def validate(
             if key:
                 cache.store(key, reference_outputs, summary)
         keras_seconds = time.perf_counter() - keras_started
+        pairs, _ = _pair_outputs(summary, fb_model)
+        plan = SamplePlan(pairs, reference_outputs, always=layers or lossy)
+        overlap = _Overlap(run, plan, fb_model, x, kernel, lossy=lossy, model=model)
+        overlap.collect(lambda: _at_shape(load_keras()[0], input_shape))
         fb_outputs = run.result()
     result = _judge(
         summary, fb_model, x, y, reference_outputs, fb_outputs, lossy=lossy, kernel=kernel
@@ -339,11 +344,10 @@ def validate(
     if layers or result.lossy or not result.passed:
         # Lossy outputs are judged loosely; isolation is what finds a wrong layer in them.
         loading = time.perf_counter()
-        if model is None:  # the Keras outputs came from the cache: load the model now
-            model = _at_shape(load_keras()[0], input_shape)
+        model = overlap.model or _at_shape(load_keras()[0], input_shape)
         loading = time.perf_counter() - loading
-        _localize(result, model, fb_model, x, kernel)
-        result.localization_seconds += loading
+        _localize(result, model, fb_model, x, kernel, early=overlap.isolated)
+        result.localization_seconds += loading + overlap.seconds
     _conclude(result, fail_on_ties=fail_on_ties)
     result.model_path, result.checkpoint, result.data = str(model_path), str(ckpt), source
     result.seconds = time.perf_counter() - started
@@ -453,6 +457,13 @@ def graph_is_lossy(fb_model: ir.Model) -> bool:
     )
 
 
+def _pair_outputs(
+    summary: cache.KerasSummary, fb_model: ir.Model
+) -> tuple[list[outputs.OutputPair], list[str]]:
+    shapes = [tuple(s) for s in summary.output_shapes]
+    return outputs.pair_outputs(summary.output_names, shapes, fb_model)
+
+
 def _judge(
     summary: cache.KerasSummary,
     fb_model: ir.Model,
@@ -465,8 +476,7 @@ def _judge(
     kernel: str,
 ) -> ValidationResult:
     """Compare every paired output; the verdict on outputs alone."""
-    shapes = [tuple(s) for s in summary.output_shapes]
-    pairs, unpaired = outputs.pair_outputs(summary.output_names, shapes, fb_model)
+    pairs, unpaired = _pair_outputs(summary, fb_model)
     if not pairs:
         raise FlatbufferProblem(
             f"Expected the flatbuffer's outputs to match the checkpoint's by name or shape; "
@@ -487,35 +497,123 @@ def _judge(
     )  # fmt: skip
 
 
+@dataclass
+class _Isolated:
+    """One localization: the samples, what isolation found, the interpreter's tie check."""
+
+    pick: list[int]
+    found: localize.Localization
+    tie_check: bool
+    ties: tuple[LayerReport | None, str] = (None, "")
+    seconds: float = 0.0
+
+
+def _isolate(
+    keras_model: Any, fb_model: ir.Model, x: np.ndarray, pick: list[int], kernel: str,
+    *, tie_check: bool,
+) -> _Isolated:  # fmt: skip
+    """Check every layer in isolation on ``x[pick]``; then, if asked and no layer fails,
+    where LCE's interpreter first departs from Keras."""
+    started = time.perf_counter()
+    found = localize.localize(keras_model, fb_model, x[pick])
+    done = _Isolated(pick, found, tie_check)
+    if tie_check and found.first_fault is None:
+        same = found.samples == len(pick)  # localize keeps one sample on some graphs
+        done.ties = localize.interpreter_tie_check(
+            keras_model, fb_model, x[pick], KERNELS[kernel], found.keras_values if same else None
+        )
+    done.seconds = time.perf_counter() - started
+    return done
+
+
+class _Overlap:
+    """While the interpreter runs: compare its samples as they arrive, and localize early.
+
+    Once :class:`SamplePlan` says localization is certain and settles its
+    samples, the model is loaded (when the Keras outputs came from the cache)
+    and the layers are checked here while the workers finish; otherwise this
+    process interprets samples too (:meth:`InterpreterRun.may_run_here`).
+    """
+
+    def __init__(
+        self, run: InterpreterRun, plan: SamplePlan, fb_model: ir.Model, x: np.ndarray,
+        kernel: str, *, lossy: bool, model: Any,
+    ) -> None:  # fmt: skip
+        self.run, self.plan, self.fb_model, self.x = run, plan, fb_model, x
+        self.kernel, self.lossy, self.model = kernel, lossy, model
+        self.isolated: _Isolated | None = None
+        self.count: int | None = None  # samples to localize on (set once the model is known)
+        self.seconds = 0.0  # spent loading the model and localizing
+
+    def collect(self, load_model: Callable[[], Any]) -> None:
+        """Until every sample is in: load and localize when settled, else interpret or wait."""
+        while not self.run.finished:
+            self._add(self.run.wait(0))
+            started = time.perf_counter()
+            if self.plan.needed and self.model is None:
+                self.model = load_model()
+            elif self.plan.needed and self.isolated is None and (pick := self._pick()):
+                certain_failure = len(self.plan.mismatched) > self.plan.allowed
+                self.isolated = _isolate(
+                    self.model, self.fb_model, self.x, pick, self.kernel,
+                    tie_check=certain_failure and not self.lossy,
+                )  # fmt: skip
+            else:
+                self._interpret_or_wait()
+                continue
+            self.seconds += time.perf_counter() - started
+
+    def _pick(self) -> list[int] | None:
+        if self.count is None:
+            self.count = localize.localization_samples(self.model, LOCALIZATION_SAMPLES)
+        return self.plan.pick(self.count)
+
+    def _interpret_or_wait(self) -> None:
+        i = self.run.run_here() if self.run.may_run_here() else None
+        if i is not None:
+            self._add([i])
+        else:
+            self._add(self.run.wait(None))
+
+    def _add(self, arrived: list[int]) -> None:
+        for i in arrived:
+            self.plan.add(i, self.run.sample(i))
+
+
 def _localize(
-    result: ValidationResult, keras_model: Any, fb_model: ir.Model, x: np.ndarray, kernel: str
-) -> None:
-    """Check every layer in isolation; on unexplained differences, look at the interpreter."""
+    result: ValidationResult, keras_model: Any, fb_model: ir.Model, x: np.ndarray, kernel: str,
+    *, early: _Isolated | None = None,
+) -> None:  # fmt: skip
+    """Check every layer in isolation; on unexplained differences, look at the interpreter.
+
+    ``early``: a localization already run while the interpreter ran; used if it
+    chose the same samples and the same tie check as the outputs now call for.
+    """
     started = time.perf_counter()
     mismatched = sorted({i for o in result.outputs for i in o.mismatched})
     count = localize.localization_samples(keras_model, LOCALIZATION_SAMPLES)
-    pick = np.asarray(mismatched[:count] or list(range(min(count, len(x)))))
-    found = localize.localize(keras_model, fb_model, x[pick])
-    result.layers = found.layers
-    result.unchecked += found.notes
-    result.first_divergence = found.first_fault
-    if result.first_divergence is None and result.failures and not result.lossy:
-        same = found.samples == len(pick)  # localize keeps one sample on some graphs
-        first, note = localize.interpreter_tie_check(
-            keras_model, fb_model, x[pick], KERNELS[kernel], found.keras_values if same else None
+    pick = mismatched[:count] or list(range(min(count, len(x))))
+    tie_check = bool(result.failures) and not result.lossy
+    if early is not None and early.pick == pick and early.tie_check == tie_check:
+        done = early
+    else:
+        done = _isolate(keras_model, fb_model, x, pick, kernel, tie_check=tie_check)
+    result.layers = done.found.layers
+    result.unchecked += done.found.notes
+    result.first_divergence = done.found.first_fault
+    first, note = done.ties
+    if first is not None and first.cause == "ties":
+        result.tie_flips = first.tie_flips
+        result.first_divergence = first
+    elif first is not None:
+        first.cause = "fault"
+        result.first_divergence = first
+        result.notes.append(
+            f"every layer agrees with Keras in the reference executor, but LCE's "
+            f"interpreter ({kernel} kernel) departs at {first.keras_layer}"
         )
-        if first is not None and first.cause == "ties":
-            result.tie_flips = first.tie_flips
-            result.first_divergence = first
-        elif first is not None:
-            first.cause = "fault"
-            result.first_divergence = first
-            result.notes.append(
-                f"every layer agrees with Keras in the reference executor, but LCE's "
-                f"interpreter ({kernel} kernel) departs at {first.keras_layer}"
-            )
-        elif note:
-            result.notes.append(note)
+    elif note:
+        result.notes.append(note)
     result.localization_seconds = time.perf_counter() - started
 
 

@@ -269,9 +269,9 @@ def test_labels_need_a_classifier_output(three_outputs):
     shapes = ["x".join(map(str, graph.tensors[t].shape)) for t in graph.outputs]
     assert sorted(shapes) == ["1x16x16x1", "1x3x3x32"]
     assert str(info.value) == (
-        "Expected a classifier output of shape (1, N) for --labels, got "
+        "Expected a classifier output of shape (1, N) for labels=, got "
         + ", ".join(f"{n} {s} float32" for n, s in zip(names, shapes, strict=True))
-        + "; leave out --labels"
+        + "; leave out labels="
     )
 
 

@@ -133,7 +133,7 @@ def test_calibration_data_is_checked(tmp_path):
 
 
 def test_option_combinations_are_checked():
-    with pytest.raises(UsageProblem, match="--float-weights to be one of fp32, fp16, int8"):
+    with pytest.raises(UsageProblem, match="float_weights= to be one of fp32, fp16, int8"):
         OptimizeOptions(float_weights="bf16")
     with pytest.raises(UsageProblem, match="--calibration only together"):
         OptimizeOptions(calibration=Path("x.npz"))

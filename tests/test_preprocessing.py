@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bnnconvert.errors import UsageProblem
-from bnnconvert.preprocessing import PRESETS, PreprocessingSpec, parse_preprocessing, preprocess
+from bnnconvert.preprocessing import (
+    KEYS,
+    PRESETS,
+    PreprocessingSpec,
+    parse_preprocessing,
+    preprocess,
+)
+
+# Every error that rejects a spec's form ends with the same list of what it may hold.
+SYNTAX = (
+    "give a preset (imagenet, digits, unit, symmetric, pixels) and/or ;-separated key=value "
+    "items (mean, std, scale, resize, crop, order, fit), e.g. imagenet;order=bgr"
+)
 
 
 def test_presets_and_overrides():
@@ -32,10 +47,18 @@ def test_to_dict_round_trip():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "Expected a preset (imagenet, digits, unit, symmetric, pixels) or key=value items"),
-        ("cifar", "Expected a preprocessing preset among imagenet, digits"),
-        ("imagenet;gamma=2", "Expected key=value with a key among mean, std, scale"),
-        ("mean=0.5;imagenet", "Expected key=value with a key among"),
+        ("", f"Expected a preprocessing spec, got ''; {SYNTAX}"),
+        ("cifar", f"Expected a preprocessing preset, got 'cifar'; {SYNTAX}"),
+        (
+            "imagenet;gamma=2",
+            "Expected key=value with a known key after the preset, got 'gamma=2' "
+            f"in preprocessing= 'imagenet;gamma=2'; {SYNTAX}",
+        ),
+        (
+            "mean=0.5;imagenet",
+            "Expected key=value with a known key after the preset, got 'imagenet' "
+            f"in preprocessing= 'mean=0.5;imagenet'; {SYNTAX}",
+        ),
         ("mean=a,b", "Expected comma-separated numbers for mean=, got 'a,b'"),
         ("scale=1,2", "Expected one number for scale=, got '1,2'"),
         ("scale=0", "Expected scale= to be a positive number, got 0.0"),
@@ -47,7 +70,7 @@ def test_to_dict_round_trip():
         ("std=1,0,1", "Expected non-zero values in std="),
         ("order=yuv", "Expected order= among rgb, bgr, gray, got 'yuv'"),
         ("fit=pad", "Expected fit= among crop, stretch, got 'pad'"),
-        ("scale=1;scale=2", "Expected each key once in --preprocessing, got scale= twice"),
+        ("scale=1;scale=2", "Expected each key once in preprocessing=, got scale= twice"),
     ],
 )
 def test_bad_specs_give_one_line_errors(text, message):
@@ -55,6 +78,15 @@ def test_bad_specs_give_one_line_errors(text, message):
         parse_preprocessing(text)
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
+
+
+def test_docs_list_the_presets_and_keys_the_parser_takes():
+    """docs/metadata.md's preset table and key list are the parser's (one vocabulary)."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "metadata.md").read_text("utf-8")
+    section = doc.split("### `--preprocessing` values", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^\| `(\w+)` \|", section, re.M) == list(PRESETS)
+    keys = section.split("Keys: ", 1)[1].split("Bad values", 1)[0]
+    assert [key for key in KEYS if f"`{key}`" not in keys] == []
 
 
 def test_same_size_copies_pixels_exactly():

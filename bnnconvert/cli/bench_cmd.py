@@ -10,6 +10,7 @@ from rich.table import Table
 
 from bnnconvert.cli import output
 from bnnconvert.cli.options import BenchKernel
+from bnnconvert.errors import for_command_line
 
 if TYPE_CHECKING:
     from bnnconvert.bench.result import BenchResult
@@ -123,7 +124,8 @@ def _show(result: BenchResult, as_json: bool) -> None:
             note = f" ({caveat})" if caveat else ""
             output.stdout.print(f"fastest for {line}{note}", highlight=False, markup=False)
     for note in result.notes:
-        output.stdout.print(f"note: {note}", highlight=False, markup=False)
+        text = f"note: {for_command_line(note)}"
+        output.stdout.print(text, highlight=False, markup=False)
 
 
 def _table(result: BenchResult) -> Table:

@@ -45,8 +45,8 @@ def export(
         str | None,
         typer.Option(
             "--preprocessing",
-            help="Preprocessing to embed: a preset (imagenet, digits, unit, symmetric, pixels) "
-            "and/or key=value;... (default: preprocessing.txt beside CKPT). See docs/metadata.md.",
+            help="Preprocessing to embed: a preset such as imagenet and/or key=value;... "
+            "(default: preprocessing.txt beside CKPT). Presets and keys: docs/metadata.md.",
         ),
     ] = None,
     no_optimize: Annotated[

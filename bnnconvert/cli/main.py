@@ -17,7 +17,7 @@ from typer.core import TyperArgument, TyperOption
 from bnnconvert import __version__
 from bnnconvert.cli import bench_cmd, export_cmd, inspect_cmd, validate_cmd
 from bnnconvert.cli.output import error
-from bnnconvert.errors import BnnConvertError
+from bnnconvert.errors import BnnConvertError, for_command_line
 
 # Global flags, accepted before or after the command (`bnnconvert inspect m.tflite --debug`).
 GLOBAL_FLAGS = ("--verbose", "-v", "--debug")
@@ -126,7 +126,7 @@ def run(argv: list[str] | None = None) -> int:
     except BnnConvertError as e:
         if debug:
             traceback.print_exc()
-        error(str(e))
+        error(for_command_line(str(e)))  # flags, not the library's argument names
         code = e.exit_code
     except MemoryError:
         if debug:

@@ -55,7 +55,7 @@ class OptimizeOptions:
     def __post_init__(self) -> None:
         if self.float_weights not in MODES:
             raise UsageProblem(
-                f"Expected --float-weights to be one of {', '.join(MODES)}, "
+                f"Expected float_weights= to be one of {', '.join(MODES)}, "
                 f"got {self.float_weights!r}"
             )
         if self.calibration is not None and not self.int8_activations:

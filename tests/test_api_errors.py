@@ -1,0 +1,115 @@
+"""Errors name the Python keyword argument in the API and the flag on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import BUNDLED
+
+import bnnconvert
+from bnnconvert.cli.main import run
+from bnnconvert.errors import for_command_line
+
+_SYNTAX = (
+    "give a preset (imagenet, digits, unit, symmetric, pixels) and/or ;-separated key=value "
+    "items (mean, std, scale, resize, crop, order, fit), e.g. imagenet;order=bgr"
+)
+
+
+def _a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "taken"
+    path.write_text("x")
+    return path
+
+
+# (API keyword arguments, CLI arguments, the API's message, the command line's message)
+CASES = [
+    pytest.param(
+        lambda tmp: {"target": "riscv"},
+        lambda tmp: ["--target", "riscv"],
+        "Expected target= to be one of arm64, armv7, x86_64, xcore, got 'riscv'",
+        "Expected --target to be one of arm64, armv7, x86_64, xcore, got 'riscv'",
+        id="target",
+    ),
+    pytest.param(
+        lambda tmp: {"input_shape": (32, 32)},
+        lambda tmp: ["--input-shape", "32,32"],
+        "Expected input_shape= as three positive whole numbers (height, width, channels), "
+        "got (32, 32); e.g. (224, 224, 3)",
+        "Expected --input-shape as H,W,C (e.g. 224,224,3), got '32,32'",
+        id="input-shape",
+    ),
+    pytest.param(
+        lambda tmp: {"preprocessing": "imagenet;gamma=2"},
+        lambda tmp: ["--preprocessing", "imagenet;gamma=2"],
+        "Expected key=value with a known key after the preset, got 'gamma=2' in "
+        f"preprocessing= 'imagenet;gamma=2'; {_SYNTAX}",
+        "Expected key=value with a known key after the preset, got 'gamma=2' in "
+        f"--preprocessing 'imagenet;gamma=2'; {_SYNTAX}",
+        id="preprocessing",
+    ),
+    pytest.param(
+        lambda tmp: {"output_dir": _a_file(tmp)},
+        lambda tmp: ["-o", str(_a_file(tmp))],
+        "cannot write to {tmp}/taken: it is a file, not a directory; "
+        "pick a directory with output_dir=",
+        "cannot write to {tmp}/taken: it is a file, not a directory; pick a directory with -o",
+        id="output-dir",
+    ),
+    pytest.param(
+        lambda tmp: {"float_weights": "fp8"},
+        lambda tmp: ["--float-weights", "fp8"],
+        "Expected float_weights= to be one of fp32, fp16, int8, got 'fp8'",
+        "Expected --float-weights to be one of fp32, fp16, int8, got 'fp8'",
+        id="float-weights",
+    ),
+]
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Every case is an argument checked before the checkpoint is loaded."""
+    from bnnconvert import checkpoint
+
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+
+
+@pytest.mark.parametrize(("kwargs", "argv", "api_message", "cli_message"), CASES)
+def test_export_errors_name_the_argument_of_each_surface(
+    tmp_path, capsys, no_loading, kwargs, argv, api_message, cli_message
+) -> None:
+    call = {"output_dir": tmp_path / "out", **kwargs(tmp_path)}
+    with pytest.raises(bnnconvert.BnnConvertError) as info:
+        bnnconvert.export(BUNDLED, **call)
+    assert str(info.value) == api_message.format(tmp=tmp_path)
+    assert run(["export", str(BUNDLED), "-o", str(tmp_path / "out"), *argv(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: " + cli_message.format(tmp=tmp_path)
+
+
+def test_validate_samples_names_the_argument_of_each_surface(tmp_path, capsys) -> None:
+    with pytest.raises(bnnconvert.BnnConvertError) as info:
+        bnnconvert.validate(BUNDLED, tmp_path / "m.tflite", samples=0)
+    assert str(info.value) == "Expected samples= of at least 1, got 0"
+    assert run(["validate", str(BUNDLED), str(tmp_path / "m.tflite"), "--samples", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: Expected --samples of at least 1, got 0"
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (
+            "pass input_shape= (height, width, channels)",
+            "pass --input-shape (height, width, channels)",
+        ),
+        (
+            "Expected each key once in preprocessing=, got scale= twice",
+            "Expected each key once in --preprocessing, got scale= twice",
+        ),
+        ("exported with target=arm64", "exported with target=arm64"),  # a value, not the argument
+        ("the target= of this run and its output_dir=.", "the --target of this run and its -o."),
+        ("retarget= stays", "retarget= stays"),
+    ],
+)
+def test_for_command_line_maps_only_bare_argument_names(message, shown) -> None:
+    assert for_command_line(message) == shown
