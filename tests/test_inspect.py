@@ -87,6 +87,16 @@ def test_metadata_and_json(tiny_bnn_tflite):
     assert data["metadata"]["custom"]["classes"] == 10 and "compression_ratio" in data
 
 
+def test_an_empty_text_entry_is_named_not_left_blank(tiny_bnn_tflite):
+    """TFLite pads min_runtime_version with NULs; one the converter left unset is all NULs."""
+    model = ir.read(tiny_bnn_tflite)
+    model.metadata["min_runtime_version"] = b"\0" * 16
+    result = inspect_model(ir.write(model))
+    assert result.metadata["min_runtime_version"] == ""
+    assert metadata_rows(result)["min_runtime_version"] == "not recorded (the entry is empty)"
+    assert "| min_runtime_version | not recorded (the entry is empty) |" in render_markdown(result)
+
+
 def test_markdown_rendering(tiny_bnn_tflite):
     text = render_markdown(inspect_model(tiny_bnn_tflite))
     assert "- MACs: 28,311,552 binary, 885,696 float; binary share 97.0%" in text

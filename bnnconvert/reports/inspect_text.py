@@ -40,6 +40,9 @@ def metadata_rows(result: InspectResult, limit: int = 100) -> dict[str, str]:
             rows["associated files"] = ", ".join(value)
         elif isinstance(value, dict) and set(value) == {"undecoded_bytes"}:
             rows[name] = f"<{value['undecoded_bytes']} bytes>"
+        elif isinstance(value, str) and not value.strip():
+            # e.g. min_runtime_version when the converter could not tell the version
+            rows[name] = "not recorded (the entry is empty)"
         else:
             text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
             rows[name] = text if len(text) <= limit else text[: limit - 3] + "..."
