@@ -217,23 +217,6 @@ def _check_image_input(info: dict[str, Any], spec: PreprocessingSpec) -> None:
 def standard_metadata(metadata: dict[str, Any]) -> tflite_metadata.ModelInfo:
     """The TFLite ``ModelMetadata`` view of a ``bnnconvert`` JSON dict."""
     model = metadata["model"]
-    image = tflite_metadata.TensorInfo(name="image", description="Input image")
-    spec_dict = metadata.get("preprocessing")
-    if spec_dict is not None:
-        spec = PreprocessingSpec.from_dict(spec_dict)
-        mean, std = spec.per_channel()
-        low, high = spec.value_range()
-        image = tflite_metadata.TensorInfo(
-            name="image",
-            description=f"Input image, {metadata['input']['height']}x{metadata['input']['width']}"
-            f" {spec.color}; crop and resize as in the bnnconvert metadata.",
-            image_color_space=spec.color if spec.color in ("rgb", "gray") else "unknown",
-            # TFLite normalises 0..255 pixels: (p - mean) / std.
-            mean=[m * spec.scale for m in mean],
-            std=[s * spec.scale for s in std],
-            stats_min=list(low),
-            stats_max=list(high),
-        )
     labelled = metadata["output"] if metadata.get("labels") else None
     outputs = [
         _standard_output(o, labelled) for o in metadata.get("outputs") or [metadata["output"]]
@@ -243,9 +226,44 @@ def standard_metadata(metadata: dict[str, Any]) -> tflite_metadata.ModelInfo:
         description=model["description"],
         version=model["version"],
         author=model["author"],
-        inputs=[image],
+        inputs=[_standard_input(metadata["input"], metadata.get("preprocessing"))],
         outputs=outputs,
     )
+
+
+def _standard_input(
+    inp: dict[str, Any], spec_dict: dict[str, Any] | None
+) -> tflite_metadata.TensorInfo:
+    """The input named by what its shape says it is: image, features, sequence or tensor.
+
+    Only an image with preprocessing gets a colour space and TFLite's normalisation.
+    """
+    dims = inp["shape"][1:]
+    if spec_dict is not None:
+        spec = PreprocessingSpec.from_dict(spec_dict)
+        mean, std = spec.per_channel()
+        low, high = spec.value_range()
+        return tflite_metadata.TensorInfo(
+            name="image",
+            description=f"Input image, {inp['height']}x{inp['width']} {spec.color}; "
+            "crop and resize as in the bnnconvert metadata.",
+            image_color_space=spec.color if spec.color in ("rgb", "gray") else "unknown",
+            # TFLite normalises 0..255 pixels: (p - mean) / std.
+            mean=[m * spec.scale for m in mean],
+            std=[s * spec.scale for s in std],
+            stats_min=list(low),
+            stats_max=list(high),
+        )
+    if "layout" in inp:
+        name = "image"
+        text = f"{inp['height']}x{inp['width']} pixels of {inp['channels']} channel(s)"
+    elif len(dims) == 1:
+        name, text = "features", f"{dims[0]} feature values"
+    elif len(dims) == 2:
+        name, text = "sequence", f"{dims[0]} steps of {dims[1]} value(s)"
+    else:
+        name, text = "input", f"tensor {'x'.join(str(d) for d in inp['shape'])}"
+    return tflite_metadata.TensorInfo(name=name, description=f"{text}, {inp['dtype']}.")
 
 
 def _standard_output(
@@ -371,7 +389,8 @@ def summary(metadata: dict[str, Any]) -> dict[str, str]:
         rows[key] = describe_output(output)
     pre = metadata.get("preprocessing")
     if pre is None:
-        rows["preprocessing"] = "none (the Android demo needs it: export with --preprocessing)"
+        needed = " (the Android demo needs it: export with --preprocessing)"
+        rows["preprocessing"] = "none" + (needed if "layout" in inp else "")
     else:
         spec = PreprocessingSpec.from_dict(pre)
         rows["preprocessing"] = spec.describe(inp.get("height"), inp.get("width"))

@@ -319,7 +319,7 @@ def describe(info: dict[str, Any]) -> str:
                 )
             if tensor.get("label_file"):
                 details.append(f"labels in {tensor['label_file']}")
-            if not details and role == "outputs" and tensor.get("description"):
+            if not details and tensor.get("description"):
                 details.append(tensor["description"].rstrip("."))
             text = f"{role[:-1]} {tensor.get('name') or '?'}"
             parts.append(f"{text}: {', '.join(details)}" if details else text)

@@ -280,3 +280,33 @@ def test_metadata_from_before_output_kinds_reads_as_a_classifier(embedded):
     del found["outputs"], found["output"]["kind"]
     assert metadata.summary(found)["output"] == "10 classes (probabilities)"
     assert [t.name for t in metadata.standard_metadata(found).outputs] == ["probability"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "name", "description", "preprocessing_row"),
+    [
+        ((20,), "features", "20 feature values, float32.", "none"),
+        ((64, 1), "sequence", "64 steps of 1 value(s), float32.", "none"),  # audio-like
+        (
+            (8, 6, 3),
+            "image",
+            "8x6 pixels of 3 channel(s), float32.",
+            "none (the Android demo needs it: export with --preprocessing)",
+        ),
+    ],
+    ids=["features", "sequence", "image"],
+)
+def test_the_standard_input_is_named_by_what_it_is(shape, name, description, preprocessing_row):
+    keras = _tf.keras()
+    keras.utils.set_random_seed(2)
+    inp = keras.Input(shape)
+    out = keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(inp))
+    converted = _tf.lce().convert_keras_model(keras.Model(inp, out))
+    embedded = metadata.embed_metadata(converted, name="m", target="arm64")
+    (standard,) = metadata.read_tflite_metadata(embedded)["inputs"]
+    assert (standard["name"], standard["description"]) == (name, description)
+    assert standard["image_color_space"] is None and standard["mean"] is None
+    assert tflite_metadata.describe(metadata.read_tflite_metadata(embedded)) == (
+        f"m v1; input {name}: {description[:-1]}; output probability: range 0..1"
+    )
+    assert metadata.summary(metadata.read_metadata(embedded))["preprocessing"] == preprocessing_row
