@@ -67,7 +67,7 @@ import numpy as np
 from bnnconvert import io_quant, ir
 from bnnconvert.errors import BnnConvertError, CheckFailed, FlatbufferProblem, UsageProblem
 from bnnconvert.validation import cache, localize, outputs
-from bnnconvert.validation.data import data_digest, load_data
+from bnnconvert.validation.data import data_digest, load_data, range_notes
 from bnnconvert.validation.identity import check_origin
 from bnnconvert.validation.localize import LayerReport
 from bnnconvert.validation.outputs import OutputReport
@@ -337,6 +337,7 @@ def validate(
         summary, fb_model, x, y, reference_outputs, fb_outputs, lossy=lossy, kernel=kernel
     )
     result.keras_cache = "off" if key is None else ("hit" if cached is not None else "miss")
+    result.notes += range_notes(x, fb_model)  # data out of the recorded preprocessing's range
     # checkpoint.load runs an .onnx file in ONNX Runtime (LoadedCheckpoint.reference_run).
     onnx = keras_model is None and ckpt_path.suffix.lower() == ".onnx"
     result.reference = ONNX_RUNTIME if onnx else KERAS

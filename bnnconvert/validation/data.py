@@ -106,6 +106,42 @@ def load_npz(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.n
     return x, y
 
 
+def range_notes(x: np.ndarray, fb_model: ir.Model) -> list[str]:
+    """A note when ``x`` is clearly not in the range the model's recorded preprocessing gives.
+
+    "Clearly": the data reach beyond that range by more than half its width
+    (raw 0..255 pixels for a 0..1 model), or span less than a fiftieth of it
+    (0..1 data for a 0..255 model; constant data tells nothing). Models without
+    recorded preprocessing get none.
+
+    Arguments:
+        x: the inputs validate feeds, ``(N, *input_shape)`` float32.
+        fb_model: the flatbuffer, whose ``bnnconvert`` metadata is read.
+
+    Returns:
+        One note, or nothing.
+    """
+    from bnnconvert.metadata import read_metadata
+    from bnnconvert.preprocessing import PreprocessingSpec
+
+    metadata = read_metadata(fb_model)
+    if not metadata or not metadata.get("preprocessing") or not x.size:
+        return []
+    low, high = PreprocessingSpec.from_dict(metadata["preprocessing"]).value_range()
+    want_low, want_high = min(low) + 0.0, max(high) + 0.0  # + 0.0: no "-0"
+    width = want_high - want_low
+    got_low, got_high = float(x.min()) + 0.0, float(x.max()) + 0.0
+    outside = got_low < want_low - width / 2 or got_high > want_high + width / 2
+    if not outside and not 0 < got_high - got_low < width / 50:
+        return []
+    return [
+        f"the data range {got_low:.4g}..{got_high:.4g} does not fit the "
+        f"{want_low:.4g}..{want_high:.4g} the model's recorded preprocessing gives; "
+        "preprocess the data as the metadata says (bnnconvert inspect shows it), "
+        "or the comparison is on inputs the model never sees"
+    ]
+
+
 def _spec_for(fb_model: ir.Model, input_shape: tuple[int, ...]) -> Any:
     from bnnconvert.metadata import read_metadata
     from bnnconvert.preprocessing import PreprocessingSpec
