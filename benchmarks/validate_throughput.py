@@ -1,11 +1,13 @@
 """Validation throughput for BinaryDenseNet28 at 224x224: cold and warm Keras-output cache.
 
-    .venv/bin/python benchmarks/validate_throughput.py [--samples 16] [--repeats 2]
+    .venv/bin/python benchmarks/validate_throughput.py [--samples 16 64 256] [--repeats 2]
         [--seed 1] [--reference]
 
 Builds BinaryDenseNet28 (224x224, 1000 classes; Keras weights seeded, batch
 norms randomised by ``models.randomize_batchnorm``), saves it as a ``.keras``
-checkpoint and exports it with LCE, then prints samples/s of:
+checkpoint and exports it with LCE, then, for each sample count (photos
+with a little noise, which sit on sign ties: every run localizes), prints
+samples/s of:
 
 1. ``validate`` end to end with a cold cache (loads the checkpoint, runs Keras
    and LCE's interpreter; the cache folder is emptied before each round) and
@@ -36,7 +38,7 @@ import numpy as np
 
 from bnnconvert import _tf, ir, models, reference
 from bnnconvert.preprocessing import PRESETS
-from bnnconvert.validate import validate
+from bnnconvert.validate import ValidationResult, validate
 from bnnconvert.validation.data import photos as sample_photos
 from bnnconvert.validation.runner import keras_predict
 
@@ -80,65 +82,47 @@ def reference_agreement(flatbuffer: bytes, photo: np.ndarray) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--reference", action="store_true")
-    args = parser.parse_args()
+def measure(
+    keras_model, ckpt: Path, flatbuffer: bytes, x: np.ndarray, folder: Path, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, ValidationResult]]:
+    """samples/s of each row, ``repeats`` rounds interleaving the rows; the last results."""
+    n = len(x)
+    path = folder / "model.tflite"
+    path.write_bytes(flatbuffer)
+    np.savez(folder / "data.npz", x=x)
+    cache_folder = folder / "cache"
+    os.environ["BNNCONVERT_CACHE"] = str(cache_folder)
+    interpreter = _tf.lce_interpreter(flatbuffer, use_indirect_bgemm=True)
+    results: dict[str, ValidationResult] = {}
 
-    keras = _tf.keras()
-    keras.utils.set_random_seed(args.seed)
-    keras_model = models.binary_densenet28(input_shape=(224, 224, 3), num_classes=1000)
-    models.randomize_batchnorm(keras_model, 28)
-    flatbuffer = bytes(_tf.lce().convert_keras_model(keras_model))
-    photos = sample_photos(PRESETS["imagenet"], (224, 224, 3))
-    rng = np.random.default_rng(0)
-    x = np.concatenate(
-        [photos[i % len(photos)][None] + rng.normal(0, 0.05, (1, 224, 224, 3)).astype("float32")
-         for i in range(args.samples)]
-    )  # fmt: skip
-    n, cores = len(x), len(os.sched_getaffinity(0))
+    def run_validate(label: str, cold: bool) -> Callable[[], object]:
+        def go() -> None:
+            if cold:
+                shutil.rmtree(cache_folder, ignore_errors=True)
+            results[label] = validate(ckpt, path, data=folder / "data.npz")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        ckpt = folder / "bdn28.keras"
-        keras_model.save(ckpt)
-        path = folder / "model.tflite"
-        path.write_bytes(flatbuffer)
-        np.savez(folder / "data.npz", x=x)
-        cache_folder = folder / "cache"
-        os.environ["BNNCONVERT_CACHE"] = str(cache_folder)
-        keras_predict(keras_model, x[:16])  # trace once
-        interpreter = _tf.lce_interpreter(flatbuffer, use_indirect_bgemm=True)
-        results = {}
+        return go
 
-        def run_validate(label: str, cold: bool) -> Callable[[], object]:
-            def go() -> None:
-                if cold:
-                    shutil.rmtree(cache_folder, ignore_errors=True)
-                results[label] = validate(ckpt, path, data=folder / "data.npz")
+    lce_n = max(4, n // 4)
+    rows: list[tuple[str, Callable[[], object], int]] = [
+        (COLD, run_validate(COLD, cold=True), n),
+        (WARM, run_validate(WARM, cold=False), n),
+        (KERAS, lambda: keras_predict(keras_model, x), n),
+        (LCE, lambda: [interpreter.predict(s[None]) for s in x[:lce_n]], lce_n),
+    ]
+    rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+    for _ in range(repeats):
+        for label, work, done in rows:
+            rates[label].append(done / seconds(work))
+    return rates, results
 
-            return go
 
-        rows: list[tuple[str, Callable[[], object], int]] = [
-            (COLD, run_validate(COLD, cold=True), n),
-            (WARM, run_validate(WARM, cold=False), n),
-            (KERAS, lambda: keras_predict(keras_model, x), n),
-            (LCE, lambda: [interpreter.predict(s[None]) for s in x[: max(4, n // 4)]],
-             max(4, n // 4)),
-        ]  # fmt: skip
-        rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
-        for _ in range(args.repeats):
-            for label, work, done in rows:
-                rates[label].append(done / seconds(work))
-
+def report(n: int, cores: int, rates: dict[str, list[float]], results) -> None:
     median = {label: statistics.median(r) for label, r in rates.items()}
     keras_rate, lce_rate = median[KERAS], median[LCE]
     ceiling = 1.0 / (1.0 / keras_rate + 1.0 / (cores * lce_rate))
-    print(f"BinaryDenseNet28 224x224, {n} samples, {cores} cores, medians of {args.repeats} rounds")
-    print()
+    rounds = len(rates[KERAS])
+    print(f"\n## {n} samples ({cores} cores, medians of {rounds} rounds)\n")
     print(f"| {'what':62} | samples/s | rounds |")
     print(f"|{'-' * 64}|-----------|--------|")
     for label, value in median.items():
@@ -156,8 +140,39 @@ def main() -> None:
         print(f"\n{label}: {result.summary()} (Keras outputs: cache {result.keras_cache})")
         print(
             f"  of its {result.seconds:.1f} s: Keras side {result.keras_seconds:.1f} s, "
-            f"localization {result.localization_seconds:.1f} s"
+            f"loading for and localizing {result.localization_seconds:.1f} s"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reference", action="store_true")
+    args = parser.parse_args()
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(args.seed)
+    keras_model = models.binary_densenet28(input_shape=(224, 224, 3), num_classes=1000)
+    models.randomize_batchnorm(keras_model, 28)
+    flatbuffer = bytes(_tf.lce().convert_keras_model(keras_model))
+    photos = sample_photos(PRESETS["imagenet"], (224, 224, 3))
+    rng = np.random.default_rng(0)
+    cores = len(os.sched_getaffinity(0))
+    print(f"BinaryDenseNet28 224x224, {cores} cores")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ckpt = folder / "bdn28.keras"
+        keras_model.save(ckpt)
+        for n in args.samples:
+            x = np.concatenate(
+                [photos[i % len(photos)][None]
+                 + rng.normal(0, 0.05, (1, 224, 224, 3)).astype("float32") for i in range(n)]
+            )  # fmt: skip
+            keras_predict(keras_model, x[:16])  # trace once
+            rates, results = measure(keras_model, ckpt, flatbuffer, x, folder, args.repeats)
+            report(n, cores, rates, results)
     if args.reference:
         print("\n" + reference_agreement(flatbuffer, photos[:1]))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bnnconvert import _tf
+from bnnconvert import _tf, ir
 from bnnconvert.models import randomize_batchnorm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,3 +64,14 @@ def slow_after_first(values: Iterable[Any]) -> list[Any]:
     """
     first, *rest = list(values)
     return [first, *(pytest.param(v, marks=pytest.mark.slow) for v in rest)]
+
+
+def relu_model(shape: tuple[int, ...] = (1, 4), opcode: str = "RELU", name: str = "in") -> bytes:
+    """A one-op float32 flatbuffer ``in -> opcode -> out`` with the given input shape."""
+    graph = ir.Subgraph(
+        tensors=[ir.Tensor(name, list(shape), "float32"), ir.Tensor("out", list(shape), "float32")],
+        operators=[ir.Operator(opcode, [0], [1])],
+        inputs=[0],
+        outputs=[1],
+    )
+    return ir.write(ir.Model(subgraphs=[graph]))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import BUNDLED
+from helpers import BUNDLED, relu_model
 
 from bnnconvert import ir
 from bnnconvert.cli.main import run
@@ -31,17 +31,6 @@ from bnnconvert.preprocessing import load_image
 from bnnconvert.validate import validate
 
 CLI = [sys.executable, "-m", "bnnconvert"]
-
-
-def relu_model(shape: tuple[int, ...] = (1, 4), opcode: str = "RELU", name: str = "in") -> bytes:
-    """A one-op float32 flatbuffer ``in -> opcode -> out`` with the given input shape."""
-    graph = ir.Subgraph(
-        tensors=[ir.Tensor(name, list(shape), "float32"), ir.Tensor("out", list(shape), "float32")],
-        operators=[ir.Operator(opcode, [0], [1])],
-        inputs=[0],
-        outputs=[1],
-    )
-    return ir.write(ir.Model(subgraphs=[graph]))
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:

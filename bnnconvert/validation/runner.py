@@ -12,6 +12,7 @@ parameters (:mod:`bnnconvert.io_quant`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import selectors
 import shutil
@@ -76,23 +77,30 @@ def _dequantized(fb_model: ir.Model, outputs: list[np.ndarray]) -> list[np.ndarr
 
 
 class InterpreterRun:
-    """The LCE interpreter over every sample, in worker processes when that pays.
+    """The LCE interpreter over every sample: worker processes and this process share the work.
 
     The interpreter predicts one sample at a time and holds the GIL, so using
     more than one core means processes. Forked children cannot use LCE's
     Python wrapper (its pybind11 NumPy types break across ``fork``) and
     ``spawn`` would re-run the caller's script, so each worker is a fresh
-    ``python -c`` process that reads the model and its share of the inputs
-    from a temporary directory, prints one line per finished sample and
-    writes its outputs back. Workers start when the run is entered, so the
-    caller's Keras run overlaps with them; :meth:`result` gathers the outputs.
+    ``python -c`` process. Workers start when the run is entered, so the
+    caller's own work (running Keras, localizing) overlaps with them.
+
+    Samples are handed out one at a time from a counter file under an
+    exclusive ``flock`` (:func:`claim`), in index order, to the workers and
+    to this process alike (:meth:`run_here`), so no core idles while samples
+    are left. Each finished sample's outputs are written to ``<i>.npz``
+    (atomically) and announced by a line on the worker's stdout; :meth:`wait`
+    collects them as they arrive, so the caller can compare early samples
+    before the late ones are done.
 
     Arguments:
         flatbuffer: the model's bytes.
         fb_model: the same model, read (for its input/output quantization).
         x: float32 inputs ``(N, *input_shape)``.
         kernel: a :data:`KERNELS` name.
-        workers: worker processes (default :func:`default_workers`); 0 runs in this process.
+        workers: worker processes (default :func:`default_workers`); 0 runs every
+            sample in this process.
         progress: called with (done, total) as samples finish.
     """
 
@@ -114,77 +122,144 @@ class InterpreterRun:
             raise UsageProblem(f"Expected a worker count of at least 0, got {workers}")
         self.workers = min(workers, len(x))
         self.report = progress or (lambda done, total: None)
-        self.folder: Path | None = None
-        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.folder = Path()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.selector: selectors.BaseSelector | None = None
+        self.outputs: dict[int, list[np.ndarray]] = {}
+        self.here: Any = None  # this process's interpreter, made on first use
 
     def __enter__(self) -> InterpreterRun:
-        n = len(self.x)
-        if self.workers < 1 or n < _PARALLEL_MIN_SAMPLES:
-            return self
         self.folder = Path(tempfile.mkdtemp(prefix="bnnconvert-validate-"))
+        (self.folder / "next").write_bytes((0).to_bytes(8, "little"))
+        if self.workers < 1 or len(self.x) < _PARALLEL_MIN_SAMPLES:
+            return self
         (self.folder / "model.tflite").write_bytes(self.flatbuffer)
-        bounds = np.linspace(0, n, self.workers + 1).astype(int)
+        np.save(self.folder / "inputs.npy", self.x)
+        self.selector = selectors.DefaultSelector()
         for k in range(self.workers):
-            part = self.folder / f"part{k}"
-            np.save(part.with_suffix(".in.npy"), self.x[bounds[k] : bounds[k + 1]])
-            command = [sys.executable, "-c", _WORKER_CODE, str(self.folder), part.name, self.kernel]
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            self.procs.append((proc, part))
+            with (self.folder / f"stderr{k}").open("wb") as stderr:
+                command = [sys.executable, "-c", _WORKER_CODE, str(self.folder), self.kernel]
+                proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
+            self.procs.append(proc)
+            assert proc.stdout is not None
+            self.selector.register(proc.stdout, selectors.EVENT_READ, k)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc, _ in self.procs:
+        for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self.selector is not None:
+            self.selector.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
-    def result(self) -> list[np.ndarray]:
-        """One float32 array ``(N, *shape)`` per flatbuffer output, in the graph's order.
+    @property
+    def finished(self) -> bool:
+        """Whether every sample's outputs are in."""
+        return len(self.outputs) == len(self.x)
+
+    def sample(self, i: int) -> list[np.ndarray]:
+        """Sample ``i``'s outputs (float32, dequantized, ``(1, *shape)`` each); it must be in."""
+        return self.outputs[i]
+
+    def may_run_here(self) -> bool:
+        """Whether this process should interpret samples too.
+
+        Yes when there are no workers, or when TensorFlow is already imported
+        here (LCE's Python interpreter imports it: then it costs nothing more).
+        """
+        return not self.procs or "tensorflow" in sys.modules
+
+    def run_here(self) -> int | None:
+        """Claim the next sample and run it in this process; its index, or None if none is left.
+
+        Uses :func:`bnnconvert._tf.lce_interpreter` (LCE's package, which imports TensorFlow).
+        """
+        with (self.folder / "next").open("r+b") as handle:
+            i = claim(handle, len(self.x))
+        if i is None:
+            return None
+        if self.here is None:
+            self.here = _tf.lce_interpreter(self.flatbuffer, **KERNELS[self.kernel])
+        self._arrived(i, _as_list(self.here.predict(self.x[i : i + 1])))
+        return i
+
+    def wait(self, timeout: float | None = None) -> list[int]:
+        """Samples the workers finished since the last call (waiting up to ``timeout`` s).
 
         Raises:
             FlatbufferProblem: the interpreter failed in a worker process.
         """
-        if not self.procs:
-            interpreter = _tf.lce_interpreter(self.flatbuffer, **KERNELS[self.kernel])
-            samples = []
-            for i in range(len(self.x)):
-                samples.append(_as_list(interpreter.predict(self.x[i : i + 1])))
-                self.report(i + 1, len(self.x))
-            return _dequantized(self.fb_model, _stack(samples))
-        self._wait_for_workers()
-        parts = []
-        for proc, part in self.procs:
-            assert proc.stderr is not None
-            printed = proc.stderr.read().decode(errors="replace")
-            if proc.wait() != 0:  # the cause from TFLite's ERROR: lines, else the last line
-                detail = tflite_errors.explain(printed, binary=False) if printed.strip() else ""
-                raise FlatbufferProblem(
-                    "LCE's interpreter failed on the model in a worker process: "
-                    f"{detail or f'exit code {proc.returncode}'}"
-                )
-            with np.load(part.with_suffix(".out.npz")) as saved:
-                parts.append([saved[f"out{i}"] for i in range(len(saved.files))])
-        joined = [np.concatenate(column) for column in zip(*parts, strict=True)]
-        return _dequantized(self.fb_model, joined)
+        if self.selector is None or not self.selector.get_map():
+            return []
+        arrived = []
+        for key, _ in self.selector.select(timeout):
+            line = key.fileobj.readline()  # type: ignore[union-attr]
+            if not line:
+                self.selector.unregister(key.fileobj)
+                self._check_exit(key.data)
+                continue
+            i = int(line)
+            with np.load(self.folder / f"{i}.npz") as saved:
+                self._arrived(i, [saved[f"arr_{k}"] for k in range(len(saved.files))])
+            arrived.append(i)
+        return arrived
 
-    def _wait_for_workers(self) -> None:
-        done, n = 0, len(self.x)
-        with selectors.DefaultSelector() as selector:
-            for proc, _ in self.procs:
-                assert proc.stdout is not None
-                selector.register(proc.stdout, selectors.EVENT_READ)
-            open_pipes = len(self.procs)
-            while open_pipes:
-                for key, _ in selector.select():
-                    line = key.fileobj.readline()  # type: ignore[union-attr]
-                    if not line:
-                        selector.unregister(key.fileobj)
-                        open_pipes -= 1
-                        continue
-                    done += 1
-                    self.report(done, n)
+    def result(self, *, help_here: bool | None = None) -> list[np.ndarray]:
+        """One float32 array ``(N, *shape)`` per flatbuffer output, in the graph's order.
+
+        Arguments:
+            help_here: run samples in this process too while any are left
+                (default: :meth:`may_run_here`).
+
+        Raises:
+            FlatbufferProblem: the interpreter failed (in a worker process or here).
+        """
+        if help_here is None or not self.procs:
+            help_here = self.may_run_here()
+        while help_here and self.run_here() is not None:
+            self.wait(0)
+        while not self.finished:
+            if not self.wait(None) and not self.selector.get_map():  # type: ignore[union-attr]
+                raise FlatbufferProblem(
+                    "LCE's interpreter workers stopped before every sample was run"
+                )
+        return _stack([self.outputs[i] for i in range(len(self.x))])
+
+    def _arrived(self, i: int, outputs: list[np.ndarray]) -> None:
+        self.outputs[i] = _dequantized(self.fb_model, outputs)
+        self.report(len(self.outputs), len(self.x))
+
+    def _check_exit(self, k: int) -> None:
+        """Raise the cause when worker ``k`` failed (TFLite's ERROR: lines, else its last line)."""
+        if self.procs[k].wait() == 0:
+            return
+        printed = (self.folder / f"stderr{k}").read_text(errors="replace")
+        detail = tflite_errors.explain(printed, binary=False) if printed.strip() else ""
+        raise FlatbufferProblem(
+            "LCE's interpreter failed on the model in a worker process: "
+            f"{detail or f'exit code {self.procs[k].returncode}'}"
+        )
+
+
+def claim(handle: Any, n: int) -> int | None:
+    """Take the next sample index from the counter file open in ``handle`` (None past ``n``).
+
+    An exclusive ``flock`` makes the read-and-increment atomic across processes.
+    """
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        handle.seek(0)
+        i = int.from_bytes(handle.read(8), "little")
+        if i >= n:
+            return None
+        handle.seek(0)
+        handle.write((i + 1).to_bytes(8, "little"))
+        handle.flush()
+        return i
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _as_list(out: Any) -> list[np.ndarray]:
@@ -196,7 +271,7 @@ def _stack(samples: list[list[np.ndarray]]) -> list[np.ndarray]:
     return [np.concatenate(column) for column in zip(*samples, strict=True)]
 
 
-def worker_main(folder: str, part: str, kernel: str) -> None:
+def worker_main(folder: str, kernel: str) -> None:
     """Body of an interpreter worker process (see :class:`InterpreterRun`).
 
     The worker loads LCE's compiled interpreter extension directly
@@ -210,7 +285,7 @@ def worker_main(folder: str, part: str, kernel: str) -> None:
     from bnnconvert.devices.runner import load_interpreter_module
 
     base = Path(folder)
-    x = np.load(base / f"{part}.in.npy")
+    x = np.load(base / "inputs.npy", mmap_mode="r")
     options = KERNELS[kernel]
     interpreter = load_interpreter_module().LiteInterpreter(
         (base / "model.tflite").read_bytes(),
@@ -219,13 +294,14 @@ def worker_main(folder: str, part: str, kernel: str) -> None:
         options.get("use_indirect_bgemm", False),
         False,  # no XNNPACK delegate, as in the parent
     )
-    samples = []
-    for i in range(len(x)):
-        samples.append(_as_list(interpreter.predict([x[i : i + 1]])))
-        sys.stdout.write("1\n")
-        sys.stdout.flush()
-    outputs = _stack(samples)
-    np.savez(base / f"{part}.out.npz", **{f"out{i}": o for i, o in enumerate(outputs)})
+    with (base / "next").open("r+b") as counter:
+        while (i := claim(counter, len(x))) is not None:
+            outputs = _as_list(interpreter.predict([np.ascontiguousarray(x[i : i + 1])]))
+            written = base / f"{i}.part.npz"
+            np.savez(written, *outputs)
+            os.replace(written, base / f"{i}.npz")
+            sys.stdout.write(f"{i}\n")
+            sys.stdout.flush()
 
 
 _WORKER_CODE = (
