@@ -34,7 +34,9 @@ When the audit cannot see the Keras layers (no Larq layer at the top level,
 and the ops are computed by one nested/revived model or ``Lambda``: a
 subclassed SavedModel or a signature-only SavedModel loaded with
 ``--trust-checkpoint``), it says so (``opaque``) and counts the ops instead
-(``ops_with_macs``).
+(``ops_with_macs``); it then judges the ops (``op_level_errors``, what
+``--strict`` holds such a model to): a float kernel op after ``LceDequantize``,
+or no binary op at all.
 
 On LCE's ``xcore`` back end every binary conv stays ``LceQuantize ->
 LceDequantize -> CONV_2D`` by design (for XMOS's own tools to lower): the
@@ -69,7 +71,14 @@ import numpy as np
 
 from bnnconvert import audit_padding, ir
 from bnnconvert import macs as mac_count
-from bnnconvert.graph import AFFINE_OPS, BINARY_CONV, DEQUANTIZE, KERNEL_OPS, QUANTIZE
+from bnnconvert.graph import (
+    AFFINE_OPS,
+    BINARY_CONV,
+    DEQUANTIZE,
+    FLOAT_KERNEL_OPS,
+    KERNEL_OPS,
+    QUANTIZE,
+)
 from bnnconvert.mapping import SIGNS, THRESHOLD, LayerMap, class_name, is_quantized, map_layers
 
 _SIGN_QUANTIZERS = "ste_sign, approx_sign or swish_sign"
@@ -77,6 +86,8 @@ _SIGN_QUANTIZER_NAMES = frozenset(
     {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
 )
 _FOLD_PASS = "fold_sign_scale"
+OP_LEVEL_CODES = ("float-op-after-signs", "no-binary-op")
+"""Findings on the ops of a model whose Keras layers the audit cannot see."""
 _TOP_NON_BINARY_LAYERS = 3
 
 
@@ -191,6 +202,11 @@ class AuditResult(mac_count.MacsByKind):
             )
         for d in notes:
             d.fix = fix
+
+    @property
+    def op_level_errors(self) -> list[Diagnostic]:
+        """The op-level findings an opaque model is judged by (``--strict``); [] otherwise."""
+        return [d for d in self.diagnostics if self.opaque and d.code in OP_LEVEL_CODES]
 
     @property
     def stayed_float(self) -> list[QuantizedLayer]:
@@ -586,6 +602,60 @@ def _opaque_reason(lm: LayerMap, op_macs: list[mac_count.OpMacs | None]) -> str:
     return ""
 
 
+def _opaque_op_findings(
+    lm: LayerMap, op_macs: list[mac_count.OpMacs | None], by_kind: dict[str, int]
+) -> list[Diagnostic]:
+    """Op-level errors for a model whose Keras layers the audit cannot see.
+
+    Without layers there is no "marked binary" to hold ops to, so the ops are
+    judged by what LCE 0.16 emits:
+
+    - a float kernel op reading ``LceDequantize``'s ±1 output is LCE's form of
+      a layer with a sign input that it could not binarize (a ``QuantDense``, a
+      kernel that is not ±1 per channel, the xcore back end);
+    - no binary op at all while float or int kernel ops count MACs: nothing in
+      the model runs binary.
+
+    The findings are on the layer that computes the ops (``lm.owner``).
+    """
+    graph = lm.graph
+    after_signs = [
+        i
+        for i, op in enumerate(graph.operators)
+        if op.opcode in FLOAT_KERNEL_OPS
+        and (made_by := lm.index.producer(op.inputs[0])) is not None
+        and graph.operators[made_by].opcode == DEQUANTIZE
+    ]
+    counted = [i for i, c in enumerate(op_macs) if c is not None]
+    owner = lm.owner.get(counted[0], "") if counted else ""
+    found = []
+    if after_signs:
+        kinds = ", ".join(sorted({graph.operators[i].opcode for i in after_signs}))
+        found.append(
+            Diagnostic(
+                "float-op-after-signs",
+                "error",
+                owner,
+                f"{len(after_signs)} float {kinds} op(s) read signs that LceDequantize turned "
+                f"back into ±1 floats (ops {', '.join(map(str, after_signs))}): layers with a "
+                "sign input that LCE could not binarize",
+                "give each such layer a sign kernel quantizer (QuantConv2D, not QuantDense), "
+                "use an ARM target, and save it as a Keras model so the audit can name it",
+            )
+        )
+    if counted and by_kind.get("binary", 0) == 0:
+        found.append(
+            Diagnostic(
+                "no-binary-op",
+                "error",
+                owner,
+                f"no LCE binary op: {sum(by_kind.values()):,} MACs, none binary",
+                "give the binary layers Larq sign quantizers (input and kernel) before export",
+            )
+        )
+    return found
+
+
 def _non_binary_leaders(
     lm: LayerMap, op_macs: list[mac_count.OpMacs | None], total: int
 ) -> list[MacShare]:
@@ -693,6 +763,9 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model, *, back_end: str = "ar
                     )
                 )
     diagnostics += _own_quantization_notes(keras_model, lm)
+    opaque = _opaque_reason(lm, op_macs)
+    if opaque:
+        diagnostics += _opaque_op_findings(lm, op_macs, by_kind)
     diagnostics += [
         Diagnostic(audit_padding.CODE, "error", f.conv, f.message, f.fix)
         for f in audit_padding.pad_stride_findings(lm)
@@ -709,7 +782,7 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model, *, back_end: str = "ar
         diagnostics=diagnostics,
         unmapped_ops=[{"index": i, "type": graph.operators[i].opcode} for i in lm.unmapped_ops()],
         rewrites=list(lm.rewrites),
-        opaque=_opaque_reason(lm, op_macs),
+        opaque=opaque,
         ops_with_macs=dict(
             Counter(
                 graph.operators[i].opcode for i, c in enumerate(op_macs) if c is not None

@@ -18,19 +18,31 @@ def strict_failure(report: AuditResult, out: Path) -> CheckFailed | None:
     """The ``--strict`` error if a layer marked binary stayed float, else None.
 
     It names each such layer with the codes of every reason the audit found for it.
+    A model whose Keras layers the audit cannot see (``report.opaque``) is
+    judged by its ops instead (:attr:`AuditResult.op_level_errors`).
     """
-    stayed = report.stayed_float
-    if not stayed:
-        return None
-    reasons: dict[str, list[str]] = {}
-    for d in report.diagnostics:
-        if d.severity == "error" and d.code not in reasons.setdefault(d.layer, []):
-            reasons[d.layer].append(d.code)
-    layers = ", ".join(
-        f"{q.name} ({', '.join(reasons.get(q.name) or ['unknown'])})" for q in stayed
-    )
+    if report.opaque:
+        found = report.op_level_errors
+        if not found:
+            return None
+        problem = (
+            f"the audit cannot see this model's Keras layers ({report.opaque}), so its ops "
+            f"were judged: {'; '.join(f'{d.code}: {d.message}' for d in found)}"
+        )
+    else:
+        stayed = report.stayed_float
+        if not stayed:
+            return None
+        reasons: dict[str, list[str]] = {}
+        for d in report.diagnostics:
+            if d.severity == "error" and d.code not in reasons.setdefault(d.layer, []):
+                reasons[d.layer].append(d.code)
+        layers = ", ".join(
+            f"{q.name} ({', '.join(reasons.get(q.name) or ['unknown'])})" for q in stayed
+        )
+        problem = f"{len(stayed)} layer(s) marked binary did not become LceBconv2d: {layers}"
     return CheckFailed(
-        f"--strict: {len(stayed)} layer(s) marked binary did not become LceBconv2d: {layers}; "
+        f"--strict: {problem}; "
         f"the model was written as {out / REJECTED_MODEL_NAME} (no {out / 'model.tflite'}), "
         f"reasons and fixes in {out / MARKDOWN_NAME}"
     )

@@ -534,11 +534,17 @@ def test_own_fake_quant_nodes_are_audited_as_the_source_of_int8() -> None:
 # --- models whose Keras layers the audit cannot see ---------------------------------------
 
 
-def _subclassed_saved_model(path: Path) -> Path:
-    """A subclassed model (float stem, binary block with a real shortcut) saved as SavedModel."""
+def _subclassed_saved_model(path: Path, binary_head: bool = False) -> Path:
+    """A subclassed model (float stem, binary block with a real shortcut) saved as SavedModel.
+
+    ``binary_head``: a binary ``QuantDense`` after the pool, which LCE leaves as
+    ``LceQuantize -> LceDequantize -> FULLY_CONNECTED`` (nothing rewrites it: the
+    audit and the rewrites cannot see inside the model).
+    """
     import numpy as np
 
     keras = _tf.keras()
+    larq = _tf.larq()
 
     class Block(keras.layers.Layer):
         def __init__(self, **kwargs):
@@ -554,9 +560,13 @@ def _subclassed_saved_model(path: Path) -> Path:
             self.stem = keras.layers.Conv2D(32, 3, padding="same")
             self.block = Block()
             self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = larq.layers.QuantDense(
+                10, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False
+            )
 
         def call(self, x):
-            return self.pool(self.block(self.stem(x)))
+            pooled = self.pool(self.block(self.stem(x)))
+            return self.head(pooled) if binary_head else pooled
 
     keras.utils.set_random_seed(0)
     net = Net()
@@ -568,7 +578,8 @@ def _subclassed_saved_model(path: Path) -> Path:
 def test_subclassed_saved_model_is_audited_per_op(tmp_path, capsys) -> None:
     saved = _subclassed_saved_model(tmp_path / "sm")
     out = tmp_path / "out"
-    assert run(["export", str(saved), "-o", str(out), "--trust-checkpoint", "--no-validate"]) == 0
+    argv = ["export", str(saved), "-o", str(out), "--trust-checkpoint", "--no-validate", "--strict"]
+    assert run(argv) == 0  # a binary op, and no float kernel op after signs
     human = capsys.readouterr().out
     stem, bconv = 8 * 8 * 32 * 9 * 3, 8 * 8 * 32 * 9 * 32
     share = f"{bconv / (bconv + stem):.1%}"
@@ -586,6 +597,27 @@ def test_subclassed_saved_model_is_audited_per_op(tmp_path, capsys) -> None:
     markdown = (out / "export.md").read_text()
     assert "- binary layers: the audit cannot see this model's Keras layers" in markdown
     assert "- quantized layers" not in markdown
+    assert "- --strict: passed (judged by the ops: the audit cannot see the Keras layers)\n" in (
+        markdown
+    )
+
+
+def test_strict_judges_an_opaque_model_by_its_ops(tmp_path, capsys) -> None:
+    """Its binary QuantDense stays float after signs: --strict fails, naming the ops."""
+    saved = _subclassed_saved_model(tmp_path / "sm", binary_head=True)
+    out = tmp_path / "out"
+    argv = ["export", str(saved), "-o", str(out), "--trust-checkpoint", "--no-validate", "--strict"]
+    assert run(argv) == 1
+    summary = json.loads((out / "export.json").read_text())["audit"]["summary"]
+    assert summary["ops_with_macs"] == {"CONV_2D": 1, "LceBconv2d": 1, "FULLY_CONNECTED": 1}
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --strict: the audit cannot see this model's Keras layers (a subclassed or "
+        "nested model ('Net') is one layer to it), so its ops were judged: "
+        "float-op-after-signs: 1 float FULLY_CONNECTED op(s) read signs that LceDequantize "
+        "turned back into ±1 floats (ops 7): layers with a sign input that LCE could not "
+        f"binarize; the model was written as {out / 'model.rejected.tflite'} "
+        f"(no {out / 'model.tflite'}), reasons and fixes in {out / 'export.md'}"
+    )
 
 
 def test_functional_model_is_not_called_opaque() -> None:
@@ -619,6 +651,17 @@ def test_signature_only_saved_model_is_audited_per_op(tmp_path) -> None:
     assert render(result).splitlines()[2] == (
         "- the audit cannot see this model's Keras layers (a Lambda ('serving_default') calls "
         "a SavedModel signature or function); per op: 1 CONV_2D"
+    )
+    # Nothing runs binary: --strict, judging the ops, fails.
+    assert [(d.code, d.layer, d.message) for d in result.op_level_errors] == [
+        ("no-binary-op", "serving_default", "no LCE binary op: 13,824 MACs, none binary")
+    ]
+    from bnnconvert.export_report import strict_failure
+
+    assert str(strict_failure(result, tmp_path)).startswith(
+        "--strict: the audit cannot see this model's Keras layers (a Lambda ('serving_default') "
+        "calls a SavedModel signature or function), so its ops were judged: "
+        "no-binary-op: no LCE binary op: 13,824 MACs, none binary; the model was written as "
     )
 
 

@@ -79,7 +79,9 @@ def render(result: ExportResult) -> str:
         f"{ckpt.get('parameters', 0):,} parameters)",
     ]
     if result.strict_passed is not None:
-        lines.append(f"- --strict: {'passed' if result.strict_passed else '**failed**'}")
+        verdict = "passed" if result.strict_passed else "**failed**"
+        by_ops = " (judged by the ops: the audit cannot see the Keras layers)"
+        lines.append(f"- --strict: {verdict}{by_ops if summary['opaque'] else ''}")
     lines += [
         f"- target: {target.name} (LCE {target.lce_target} back end): {target.summary}",
         f"- size: {_size(result.model_bytes)}; LCE's converter wrote "
