@@ -18,9 +18,16 @@ Where meaning is preserved, comparisons are:
   (``TIE_RTOL * max|y|``) is a tie, not a fault;
 - a segment with quantized data (int8 or fp16 weights, int8 tensors), with
   an extra :data:`QUANT_RTOL` of the output's scale (plus two steps of an
-  int8 output), and sign flips within that band of zero counted as
-  quantization. Errors within it are "int8 quantization" / "fp16
-  quantization", not faults.
+  int8 output, also one a ``DEQUANTIZE`` makes float), and sign flips within
+  that band of zero counted as quantization. Errors within it are "int8
+  quantization" / "fp16 quantization", not faults.
+
+An int8 anchor is fed Keras's value unrounded: the reference executor
+computes int8 ops on real values, and reads a float array in an int8 tensor
+as one. Rounded to the tensor's scale first, the input's rounding would count
+as the next segment's error, amplified by its op (a softmax on logits of a
+wide range, a dense layer of many inputs), although it belongs to the
+quantization of the anchor, judged where the anchor is computed.
 
 The first anchor beyond its tolerance is the fault: its segment's ops, the
 Keras layer that owns the op computing it, the error statistics and the share
@@ -70,6 +77,10 @@ QUANT_RTOL = {"int8": 0.04, "fp16": 0.005}
 # Keras values of every anchor are held in memory; a budget for choosing how
 # many samples to localize on (BinaryDenseNet28 at 224 px: ~300 MB a sample).
 MEMORY_BUDGET_BYTES = 600 << 20
+_INTEGER_DTYPES = ("int8", "uint8", "int16")
+# Ops the reference executor runs on a quantized input's stored integers, not its
+# real value: an anchor they read is fed rounded.
+_READS_STORED_INTEGERS = ("CAST", "PACK", "SELECT", "SELECT_V2")
 
 
 @dataclass
@@ -182,7 +193,7 @@ class _Segments:
             op = self.graph.operators[i]
             for t in [*op.inputs, *op.outputs]:
                 dtype = self.graph.tensors[t].dtype if t >= 0 else ""
-                if dtype in ("int8", "uint8", "int16"):
+                if dtype in _INTEGER_DTYPES:
                     kinds.add("int8")
                 elif dtype == "float16":
                     kinds.add("fp16")
@@ -233,9 +244,23 @@ class _Checker:
         tensor = self.graph.tensors[ref.tensor]
         # Same elements, maybe another layout (a dense layer run as a 1x1 conv: N,1,1,C).
         fed = as_flatbuffer_input(ref, keras_value).reshape(ours.shape)
-        if ref.meaning == VALUE and tensor.dtype in ("int8", "uint8", "int16"):
-            return reference.quantize(fed, tensor)
+        if ref.meaning == VALUE and tensor.dtype in _INTEGER_DTYPES:
+            readers = self.segments.index.consumers(ref.tensor)
+            if any(self.graph.operators[r].opcode in _READS_STORED_INTEGERS for r in readers):
+                return reference.quantize(fed, tensor)
+            return fed  # the real value, unrounded (see the module docstring)
         return fed.astype(ours.dtype, copy=False)
+
+    def _int8_holding(self, t: int) -> ir.Tensor | None:
+        """The int8 tensor whose steps tensor ``t``'s value has: itself, or a DEQUANTIZE's input."""
+        tensor = self.graph.tensors[t]
+        if tensor.dtype in _INTEGER_DTYPES:
+            return tensor
+        producer = self.segments.index.producer(t)
+        if producer is not None and self.graph.operators[producer].opcode == "DEQUANTIZE":
+            source = self.graph.tensors[self.graph.operators[producer].inputs[0]]
+            return source if source.dtype in _INTEGER_DTYPES else None
+        return None
 
     def compare(
         self, position: int, ref: TensorRef, ours: np.ndarray, keras_value: np.ndarray
@@ -285,15 +310,17 @@ class _Checker:
     ) -> None:
         tensor = self.graph.tensors[ref.tensor]
         real = ours
-        if tensor.dtype in ("int8", "uint8", "int16") and tensor.quantization is not None:
-            quant = io_quant.tensor_quantization(tensor)
+        stepped = self._int8_holding(ref.tensor)
+        if stepped is not None and stepped.quantization is not None:
+            quant = io_quant.tensor_quantization(stepped)
             if quant is not None:
-                real = (quant.scale * (ours.astype(np.float64) - quant.zero_point)).astype(
-                    np.float32
-                )
+                if stepped is tensor:
+                    real = (quant.scale * (ours.astype(np.float64) - quant.zero_point)).astype(
+                        np.float32
+                    )
                 extra += 2 * quant.scale
                 # An int8 tensor saturates at its calibrated range: that is quantization.
-                info = np.iinfo(tensor.dtype)
+                info = np.iinfo(stepped.dtype)
                 keras_value = np.clip(
                     keras_value,
                     quant.scale * (info.min - quant.zero_point),
