@@ -70,6 +70,7 @@ def _write_case(
         "width": inp["width"],
         "channels": inp["channels"],
         "input_dtype": inp["dtype"],
+        "output_index": out["index"],
         "classes": out["classes"],
         "scores": out["scores"],
         "color": pre["color"],
@@ -86,7 +87,9 @@ def _write_case(
     (case / "image.txt").write_text(f"{width} {height}\n")
     tensor = preprocess(image, spec, inp["height"], inp["width"])
     (case / "input.f32").write_bytes(tensor[0].astype("<f4").tobytes())
-    scores = np.asarray(_tf.lce_interpreter(model).predict(tensor), np.float32)[0]
+    predicted = _tf.lce_interpreter(model).predict(tensor)
+    several = isinstance(predicted, list)
+    scores = np.asarray(predicted[out["index"]] if several else predicted, np.float32)[0]
     (case / "output.f32").write_bytes(scores.astype("<f4").tobytes())
     top5 = np.argsort(-scores, kind="stable")[:5]
     (case / "top5.txt").write_text(" ".join(str(i) for i in top5) + "\n")
@@ -104,8 +107,16 @@ def _digit_photo() -> np.ndarray:
     return np.repeat(np.asarray(paper)[..., None], 3, axis=2)
 
 
+def _feature_map_first(keras_model) -> bytes:
+    """``keras_model`` converted with its first 4-D layer output as output 0, its scores as 1."""
+    keras = _tf.keras()
+    feature = next(layer.output for layer in keras_model.layers[1:] if len(layer.output.shape) == 4)
+    two = keras.Model(keras_model.input, [feature, keras_model.output])
+    return _tf.lce().convert_keras_model(two)
+
+
 @pytest.fixture(scope="module")
-def golden_dir(tmp_path_factory, tiny_bnn_tflite) -> Path:
+def golden_dir(tmp_path_factory, tiny_bnn, tiny_bnn_tflite) -> Path:
     from skimage import data
 
     root = tmp_path_factory.mktemp("golden")
@@ -119,6 +130,13 @@ def golden_dir(tmp_path_factory, tiny_bnn_tflite) -> Path:
             data.astronaut()[40:500, 100:390],
             parse_preprocessing("symmetric;order=bgr;fit=stretch"),
             ["ünïcødé ✓", *ten[1:]],
+        ),
+        # The classifier is output 1, after a feature map: the app must read that one.
+        "cat_classifier_second": (
+            _feature_map_first(tiny_bnn),
+            data.chelsea(),
+            parse_preprocessing("imagenet"),
+            ten,
         ),
     }
     loaded = checkpoint.load(DIGITS_MODEL)
@@ -179,3 +197,9 @@ def test_golden_tests_fail_on_a_changed_tensor_or_missing_files(core_build, gold
     result = _run_core(tmp_path / "nowhere", core_build)
     assert result.returncode != 0
     assert "3 failed, 0 skipped" in result.stdout, result.stdout
+
+
+def test_the_classifier_case_reads_output_1(golden_dir):
+    """The golden case that checks the app's core reads the classifier's own output index."""
+    expected = (golden_dir / "cat_classifier_second" / "expected.txt").read_text()
+    assert "\noutput_index=1\n" in expected

@@ -6,7 +6,9 @@ import java.io.Closeable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 import org.bnnconvert.demo.core.LatencyStats;
 import org.bnnconvert.demo.core.LceOps;
 import org.bnnconvert.demo.core.MetadataException;
@@ -50,6 +52,8 @@ final class Classifier implements Closeable {
     private final ByteBuffer input;
     /** {@code float[1][classes]}, or {@code byte[1][classes]} for an int8 output. */
     private final Object output;
+    /** {@link #output} under the classifier's output index (other outputs are not read). */
+    private final Map<Integer, Object> outputs;
 
     private Classifier(ModelMetadata metadata, Interpreter interpreter, int threads) {
         this.metadata = metadata;
@@ -62,6 +66,7 @@ final class Classifier implements Closeable {
         output = metadata.outputQuantization.isInt8()
                 ? new byte[1][metadata.classes]
                 : new float[1][metadata.classes];
+        outputs = Collections.singletonMap(metadata.outputIndex, output);
     }
 
     /**
@@ -122,7 +127,12 @@ final class Classifier implements Closeable {
                     + Arrays.toString(in.shape()) + " but its metadata says " + inType + " "
                     + Arrays.toString(expectedIn) + "; re-export the model.", null);
         }
-        Tensor out = interpreter.getOutputTensor(0);
+        if (m.outputIndex >= interpreter.getOutputTensorCount()) {
+            throw new ModelProblem("The model's metadata names output " + m.outputIndex
+                    + " as the classifier but the model has " + interpreter.getOutputTensorCount()
+                    + " output(s); re-export the model.", null);
+        }
+        Tensor out = interpreter.getOutputTensor(m.outputIndex);
         int[] expectedOut = {1, m.classes};
         DataType outType = m.outputQuantization.isInt8() ? DataType.INT8 : DataType.FLOAT32;
         if (out.dataType() != outType || !Arrays.equals(out.shape(), expectedOut)) {
@@ -151,13 +161,13 @@ final class Classifier implements Closeable {
 
         for (int i = 0; i < WARMUP_RUNS; i++) {
             input.rewind();
-            interpreter.run(input, output);
+            interpreter.runForMultipleInputsOutputs(new Object[] {input}, outputs);
         }
         long[] nanos = new long[runs];
         for (int i = 0; i < runs; i++) {
             input.rewind();
             long t0 = SystemClock.elapsedRealtimeNanos();
-            interpreter.run(input, output);
+            interpreter.runForMultipleInputsOutputs(new Object[] {input}, outputs);
             nanos[i] = SystemClock.elapsedRealtimeNanos() - t0;
         }
         float[] scores = metadata.outputQuantization.isInt8()

@@ -31,6 +31,11 @@ public final class ModelMetadata {
     public final TensorQuantization inputQuantization;
     /** Null when the model was exported without {@code --preprocessing}. */
     public final Preprocessing preprocessing;
+    /**
+     * The classifier's position among the model's outputs: the interpreter's output tensor index
+     * to read (0 in metadata written before models with several outputs were described).
+     */
+    public final int outputIndex;
     public final int classes;
     /** "probabilities" (softmax output) or "logits". */
     public final String scores;
@@ -82,6 +87,10 @@ public final class ModelMetadata {
             throw new MetadataException(
                     "Expected a classifier output, got the " + kind + " output '" + outputName
                             + "'; this app shows the classes of image classifiers only.");
+        }
+        outputIndex = output.containsKey("index") ? integer(output, "index") : 0;
+        if (outputIndex < 0) {
+            throw malformed("output.index", "a whole number of at least 0");
         }
         classes = integer(output, "classes");
         scores = string(output, "scores");

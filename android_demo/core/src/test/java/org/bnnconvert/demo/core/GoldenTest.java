@@ -102,6 +102,7 @@ public class GoldenTest {
             assertEquals(where, Integer.parseInt(e.get("width")), m.width);
             assertEquals(where, Integer.parseInt(e.get("channels")), m.channels);
             assertEquals(where, e.get("input_dtype"), m.inputDtype);
+            assertEquals(where, Integer.parseInt(e.get("output_index")), m.outputIndex);
             assertEquals(where, Integer.parseInt(e.get("classes")), m.classes);
             assertEquals(where, e.get("scores"), m.scores);
             assertEquals(where, e.get("color"), m.preprocessing.color);

@@ -51,6 +51,7 @@ public class ModelMetadataTest {
         assertEquals(255.0, m.preprocessing.scale, 0);
         assertArrayEquals(new double[] {0.485, 0.456, 0.406}, m.preprocessing.mean, 0);
         assertArrayEquals(new double[] {0.229, 0.224, 0.225}, m.preprocessing.std, 0);
+        assertEquals(0, m.outputIndex);
         assertEquals(3, m.classes);
         assertEquals("probabilities", m.scores);
         assertEquals(Arrays.asList("cat", "dog", "fox"), m.labels);
@@ -65,6 +66,21 @@ public class ModelMetadataTest {
         assertNull(m.preprocessing);
         assertTrue(m.labels.isEmpty());
         assertEquals("class 2", m.label(2));
+    }
+
+    @Test
+    public void theClassifierOutputIsTheOneTheMetadataNames() throws Exception {
+        // A model with a feature map as output 0 and the classifier as output 1.
+        String two = sample().replace(
+                " \"output\": {\"index\": 0,",
+                " \"outputs\": [{\"index\": 0, \"kind\": \"tensor\", \"shape\": [1, 8, 8, 32]}],\n"
+                        + " \"output\": {\"index\": 1,");
+        assertTrue(two, two.contains("\"output\": {\"index\": 1,"));
+        assertEquals(1, parse(two).outputIndex);
+        // Metadata from before several outputs were described has no index: output 0.
+        assertEquals(0, parse(sample().replace("\"output\": {\"index\": 0, ", "\"output\": {")).outputIndex);
+        assertRejected(sample().replace("\"output\": {\"index\": 0,", "\"output\": {\"index\": -1,"),
+                "'output.index'");
     }
 
     private static void assertRejected(String json, String messagePart) {
