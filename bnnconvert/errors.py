@@ -23,6 +23,7 @@ FLAGS = {
     "samples": "--samples",
     "float_weights": "--float-weights",
     "int8_activations": "--int8-activations",
+    "calibration": "--calibration",
 }
 """Python keyword argument -> the command-line flag that sets it."""
 

@@ -304,10 +304,14 @@ def export(
     say = StepClock(progress or step)
     preset = targets.target(target)
     input_shape = convert.check_input_shape(input_shape) if input_shape is not None else None
-    given = {"float_weights": float_weights, "int8_activations": int8_activations}
-    given["calibration"] = Path(calibration) if calibration is not None else None
-    options = replace(
-        optimize or passes.OptimizeOptions(), **{k: v for k, v in given.items() if v is not None}
+    overrides = {
+        "float_weights": float_weights,
+        "int8_activations": int8_activations,
+        "calibration": Path(calibration) if calibration is not None else None,
+    }
+    options = replace(  # checked here, before the slow steps
+        optimize or passes.OptimizeOptions(),
+        **{name: value for name, value in overrides.items() if value is not None},
     )
     ckpt = Path(ckpt)
     out = Path(output_dir) if output_dir is not None else default_output_dir(ckpt, preset.name)

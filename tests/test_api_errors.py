@@ -64,6 +64,14 @@ CASES = [
         "Expected --float-weights to be one of fp32, fp16, int8, got 'fp8'",
         id="float-weights",
     ),
+    pytest.param(
+        lambda tmp: {"calibration": tmp / "x.npz"},
+        lambda tmp: ["--calibration", str(tmp / "x.npz")],
+        "Expected calibration= only together with int8_activations=; add it or drop calibration=",
+        "Expected --calibration only together with --int8-activations; add it or drop "
+        "--calibration",
+        id="calibration",
+    ),
 ]
 
 

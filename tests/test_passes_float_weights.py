@@ -135,7 +135,7 @@ def test_calibration_data_is_checked(tmp_path):
 def test_option_combinations_are_checked():
     with pytest.raises(UsageProblem, match="float_weights= to be one of fp32, fp16, int8"):
         OptimizeOptions(float_weights="bf16")
-    with pytest.raises(UsageProblem, match="--calibration only together"):
+    with pytest.raises(UsageProblem, match="calibration= only together"):
         OptimizeOptions(calibration=Path("x.npz"))
     with pytest.raises(UsageProblem, match="--no-optimize alone"):
         OptimizeOptions(float_weights="fp16").with_raw_output()

@@ -60,8 +60,8 @@ class OptimizeOptions:
             )
         if self.calibration is not None and not self.int8_activations:
             raise UsageProblem(
-                "Expected --calibration only together with --int8-activations; add it or drop "
-                "--calibration"
+                "Expected calibration= only together with int8_activations=; add it or drop "
+                "calibration="
             )
 
     @property
@@ -119,8 +119,8 @@ def int8_float_layers(
     path = options.calibration or fallback_calibration
     if path is None:
         raise UsageProblem(
-            "Expected --calibration PATH with --int8-activations (an .npz with inputs 'x', "
-            "preprocessed like the model's); this checkpoint ships no test split to use instead"
+            "Expected calibration= with int8_activations=: an .npz with inputs 'x', "
+            "preprocessed like the model's; this checkpoint ships no test split to use instead"
         )
     x = int8_activations.load_calibration(path, tuple(keras_model.input_shape[1:]))
     rebuilt, stats = int8_activations.with_int8_float_layers(
