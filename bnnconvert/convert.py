@@ -97,15 +97,18 @@ def check_io_types(input_type: str, output_type: str, *, int8_model: bool | None
     Raises:
         UsageProblem: an unknown type, or int8 asked of a model without ranges.
     """
-    for flag, value in (("--input-type", input_type), ("--output-type", output_type)):
+    edges = (("input_type=", input_type), ("output_type=", output_type))
+    for argument, value in edges:
         if value not in IO_TYPES:
-            raise UsageProblem(f"Expected {flag} to be one of {', '.join(IO_TYPES)}, got {value!r}")
+            raise UsageProblem(
+                f"Expected {argument} to be one of {', '.join(IO_TYPES)}, got {value!r}"
+            )
     if int8_model is False:
-        for flag, value in (("--input-type", input_type), ("--output-type", output_type)):
+        for argument, value in edges:
             if value == "int8":
                 raise UsageProblem(
-                    f"Expected --int8-activations or a model with its own fake-quant nodes for "
-                    f"{flag} int8, got a float model; add --int8-activations"
+                    "Expected int8_activations= or a model with its own fake-quant nodes for "
+                    f"an int8 {argument}, got a float model; add int8_activations="
                 )
 
 

@@ -20,6 +20,8 @@ FLAGS = {
     "output_dir": "-o",
     "preprocessing": "--preprocessing",
     "labels": "--labels",
+    "input_type": "--input-type",
+    "output_type": "--output-type",
     "samples": "--samples",
     "float_weights": "--float-weights",
     "int8_activations": "--int8-activations",

@@ -140,8 +140,8 @@ def test_int8_edges_of_a_float_model_are_refused_before_conversion(tiny_dir, tmp
     with pytest.raises(UsageProblem) as caught:
         export(tiny_dir, output_dir=tmp_path, input_type="int8", step=steps.append)
     assert str(caught.value) == (
-        "Expected --int8-activations or a model with its own fake-quant nodes for "
-        "--input-type int8, got a float model; add --int8-activations"
+        "Expected int8_activations= or a model with its own fake-quant nodes for "
+        "an int8 input_type=, got a float model; add int8_activations="
     )
     assert not any(s.startswith("Converting") for s in steps)
     assert not (tmp_path / "model.tflite").exists()
@@ -149,7 +149,7 @@ def test_int8_edges_of_a_float_model_are_refused_before_conversion(tiny_dir, tmp
 
 def test_unknown_io_type_is_refused_before_loading(tiny_dir, tmp_path):
     steps: list[str] = []
-    with pytest.raises(UsageProblem, match=r"^Expected --output-type to be one of float32, int8, "):
+    with pytest.raises(UsageProblem, match=r"^Expected output_type= to be one of float32, int8, "):
         export(tiny_dir, output_dir=tmp_path, output_type="uint8", step=steps.append)
     assert steps == []
 
@@ -159,7 +159,7 @@ def test_cli_says_it_in_one_line(tiny_dir, tmp_path, capsys):
     assert run(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "--output-type int8, got a float model; add --int8-activations" in err
+    assert "an int8 --output-type, got a float model; add --int8-activations" in err
 
 
 def test_a_flatbuffer_lce_made_with_int8_io_validates(tiny_dir, tmp_path):
