@@ -186,6 +186,17 @@ class KerasGraph:
             frontier = [p for n in frontier for p in self.inbound.get(n, [])]
             yield from frontier
 
+    def downstream(self, name: str, hops: int) -> list[str]:
+        """``name``, then the layers up to ``hops`` steps downstream, nearest first."""
+        found, frontier = [name], [name]
+        for _ in range(hops):
+            frontier = sorted(
+                {c for n in frontier for c in self.outbound.get(n, [])} - set(found),
+                key=self.order.__getitem__,
+            )
+            found += frontier
+        return found
+
     def output_shape(self, name: str) -> tuple[int | None, ...] | None:
         """The layer's output shape without the batch axis (None if it has several)."""
         try:
@@ -270,12 +281,25 @@ def layers_in_name(name: str, model_name: str, known: Iterable[str]) -> list[str
         if len(parts) < 2 or parts[0] != model_name:
             continue
         layer: str | None = parts[1] if parts[1] in known and len(parts) >= 3 else None
-        if layer is None and len(parts) == 2 and k == len(segments) - 1 and parts[1]:
-            starting = layers_starting(parts[1], known)
+        if layer is None and k == len(segments) - 1:
+            starting = layers_cut_in_name(segment, model_name, known)
             layer = starting[0] if len(starting) == 1 else None
         if layer is not None and layer not in found:
             found.append(layer)
     return found
+
+
+def layers_cut_in_name(name: str, model_name: str, known: Iterable[str]) -> list[str]:
+    """The layers a tensor name cut inside its layer name could stand for (none if not cut).
+
+    Only the last ``;`` segment can be cut: ``<model>/<start of a layer name>``
+    (see :func:`layers_starting`). Several layers sharing a long prefix make
+    such a name ambiguous; the mapping then goes by the graph's structure.
+    """
+    parts = name.split(";")[-1].split("#")[0].split("/")
+    if len(parts) != 2 or parts[0] != model_name or not parts[1]:
+        return []
+    return layers_starting(parts[1], known)
 
 
 # --- the mapping ----------------------------------------------------------------------
@@ -445,23 +469,65 @@ class LayerMap:
                 self.owner[i] = owner
 
     def _owner_by_structure(self, i: int) -> str | None:
-        op, layers = self.graph.operators[i], self.keras.layers
+        """The layer op ``i`` computes when its name does not say (none, or cut to a prefix).
+
+        A graph output belongs to its Keras output layer or the nearest layer
+        upstream that can compute it. Any other op belongs to the nearest layer
+        downstream of every layer (or graph input) whose tensors it reads, in
+        hops then Keras order, that can compute it: a reading layer only for a
+        kernel op it lacks (a ``QuantConv2D``'s ``LceBconv2d`` after its
+        ``LceQuantize``), another layer only with no op yet and, unless the op
+        bitpacks, of the op's output shape. Failing that, an op of a reading
+        layer's shape continues that layer (a batch norm's ``ADD`` after its
+        ``MUL``). A name cut inside a layer name admits only the layers it starts.
+        """
+        op, layers, graph = self.graph.operators[i], self.keras.layers, self.graph
+        cut = [
+            n
+            for t in op.outputs
+            for n in layers_cut_in_name(graph.tensors[t].name, self.keras.model.name, layers)
+        ]
+        possible = set(cut or layers)
         by_tensor = {t: name for name, t in self.outputs.items()}
         for t in op.outputs:
             if t in by_tensor:
                 start = by_tensor[t]
                 for candidate in [start, *self.keras.ancestors(start, hops=4)]:
-                    if can_own(layers[candidate], op.opcode):
+                    if candidate in possible and can_own(layers[candidate], op.opcode):
                         return candidate
+        graph_inputs = {t: name for name, t in self.inputs.items()}
+        sources = []
         for t in op.inputs:
-            source = self.index.producer(t) if t >= 0 else None
-            if source is None or source not in self.owner:
+            if t < 0 or self.index.is_constant(t):
                 continue
-            upstream = self.owner[source]
-            for candidate in [upstream, *self.keras.outbound.get(upstream, [])]:
-                if can_own(layers[candidate], op.opcode) and candidate not in self.layer_ops:
-                    return candidate
-        return None
+            producer = self.index.producer(t)
+            source = graph_inputs.get(t) if producer is None else self.owner.get(producer)
+            if source is not None and source not in sources:
+                sources.append(source)
+        if not sources:
+            return None
+        reach = [self.keras.downstream(s, hops=4) for s in sources]
+        output = op.outputs[0]
+        bitpacks = graph.tensors[output].dtype == "int32" and op.opcode in _BITPACKING_OPS
+
+        def eligible(name: str) -> bool:
+            return (
+                name in possible
+                and can_own(layers[name], op.opcode)
+                and class_name(layers[name]) != "InputLayer"
+                and (bitpacks or self._fits(name, output))
+            )
+
+        for name in reach[0]:
+            if not eligible(name) or any(name not in r for r in reach[1:]):
+                continue
+            ops = self.layer_ops.get(name, [])
+            if name not in sources and not ops:
+                return name
+            kernels = [j for j in ops if graph.operators[j].opcode in KERNEL_OPS]
+            if name in sources and op.opcode in KERNEL_OPS and not kernels:
+                return name
+        return next((s for s in sources if op.opcode not in KERNEL_OPS and eligible(s)), None)
 
     def _own_quantizers_by_reader(self) -> None:
         """An ``LceQuantize`` belongs to the layer reading its signs.
@@ -570,6 +636,15 @@ class LayerMap:
 
     def _set(self, t: int, layer: str, meaning: str, flipped: tuple[int, ...] = ()) -> None:
         self._tensors[t] = TensorRef(t, self.graph.tensors[t].name, layer, meaning, flipped)
+
+    def _fits(self, layer: str, t: int) -> bool:
+        """Tensor ``t`` has ``layer``'s output shape, or as many elements (a reshaped value)."""
+        if self._shape_fits(layer, t):
+            return True
+        expected = self.keras.output_shape(layer)
+        if expected is None or None in expected:
+            return False
+        return int(np.prod(expected)) == int(np.prod(self.graph.tensors[t].shape[1:]))
 
     def _shape_fits(self, layer: str, t: int) -> bool:
         expected = self.keras.output_shape(layer)

@@ -65,7 +65,7 @@ def _op(model: ir.Model, opcodes: tuple[str, ...], layer: str) -> ir.Operator:
     raise AssertionError(f"no {opcodes} op of {layer}")
 
 
-def _replace_constant(model: ir.Model, op: ir.Operator, position: int, value: np.ndarray) -> None:
+def replace_constant(model: ir.Model, op: ir.Operator, position: int, value: np.ndarray) -> None:
     """Give ``op`` its own copy of a constant input, changed (constants may be shared)."""
     graph = model.subgraphs[0]
     old = graph.tensors[op.inputs[position]]
@@ -99,7 +99,7 @@ def plant(flatbuffer: bytes, fault: str, layer: str) -> bytes:
         position = 1
         value = ir.tensor_array(model, graph, op.inputs[1]).copy()
         value[4] += 1.0  # channel 4's threshold moved
-    _replace_constant(model, op, position, value)
+    replace_constant(model, op, position, value)
     return ir.write(model)
 
 
