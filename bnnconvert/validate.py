@@ -40,9 +40,14 @@ flips here too. ``kernel="reference"`` selects LCE's reference kernel, which
 agrees with Keras bit for bit at ties.
 
 Speed. Keras runs in this process while LCE's interpreter runs in worker
-processes (:mod:`bnnconvert.validation.runner`). Keras outputs are cached per
-(checkpoint bytes, data) (:mod:`bnnconvert.validation.cache`), so validating a
-re-exported model costs only the flatbuffer side.
+processes (:mod:`bnnconvert.validation.runner`), which take samples one at a
+time, so this process can take some too once Keras is done. Keras outputs are
+cached per (checkpoint bytes, data) (:mod:`bnnconvert.validation.cache`), so
+validating a re-exported model costs only the flatbuffer side. The
+interpreter's samples are compared as they arrive: once localization is
+certain and its samples settled (:mod:`bnnconvert.validation.overlap`), the
+model is loaded (on a warm cache) and the layers checked while the workers
+finish.
 
 Reproducibility. Keras (TensorFlow 2.21 with oneDNN, CPU) was checked to be
 bit for bit reproducible on BinaryDenseNet28 at 224 px with randomised batch
