@@ -683,15 +683,22 @@ class LayerMap:
         opcode = graph.operators[op].opcode
         computed = [n for n, ops in self.layer_ops.items() if op in ops]
         named = [n for n in self._named(t) if can_own(layers[n], opcode)]
-        candidates = [n for n in dict.fromkeys(computed + named) if self._shape_fits(n, t)]
         readers = self.index.consumers(t)
-        outside = [
-            n
-            for n in candidates
-            if self.index.is_graph_output(t)
-            or not readers
-            or any(r not in self.layer_ops.get(n, []) for r in readers)
-        ]
+
+        def read_outside(n: str) -> bool:
+            ops = self.layer_ops.get(n, [])
+            outputs = self.index.is_graph_output(t) or not readers
+            return outputs or any(r not in ops for r in readers)
+
+        layers_of_op = list(dict.fromkeys(computed + named))
+        candidates = [n for n in layers_of_op if self._shape_fits(n, t)]
+        if not candidates:
+            # Another layout of as many elements (a dense layer's (C,) as a 1x1 conv's
+            # (1, 1, C)): only the most downstream layer the op computes, read outside it.
+            reshaped = [n for n in layers_of_op if self._fits(n, t)]
+            last = max(reshaped, key=self.keras.order.__getitem__, default=None)
+            return last if last is not None and read_outside(last) else None
+        outside = [n for n in candidates if read_outside(n)]
         return max(outside, key=self.keras.order.__getitem__) if outside else None
 
     # -- per layer

@@ -30,9 +30,10 @@ wide range, a dense layer of many inputs), although it belongs to the
 quantization of the anchor, judged where the anchor is computed.
 
 The first anchor beyond its tolerance is the fault: its segment's ops, the
-Keras layer that owns the op computing it, the error statistics and the share
-of flipped signs. If the reference executor lacks an op, the anchors after it
-are not checked (one line says so); nothing else stops.
+Keras layer that owns the segment's kernel op (or else the op computing the
+anchor), the error statistics and the share of flipped signs. If the
+reference executor lacks an op, the anchors after it are not checked (one
+line says so); nothing else stops.
 
 Ties in LCE's interpreter. The reference executor rounds like Keras at exact
 ties more often than LCE's optimised kernels do, so a difference that comes
@@ -51,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from bnnconvert import _tf, io_quant, ir, reference
-from bnnconvert.graph import GraphIndex
+from bnnconvert.graph import KERNEL_OPS, GraphIndex
 from bnnconvert.mapping import (
     SIGNS,
     THRESHOLD,
@@ -91,7 +92,8 @@ class LayerReport:
     "int8 quantization" / "fp16 quantization" (within the quantized segment's
     tolerance) or "fault".
 
-    ``keras_layer`` owns the op that writes ``tensor``; ``compared_with`` is
+    ``keras_layer`` owns the segment's last kernel op (conv, dense: where its
+    weights are), else the op that writes ``tensor``; ``compared_with`` is
     the Keras layer whose output ``tensor`` holds, as ``meaning``; ``ops``
     the op types of the segment computed from Keras inputs.
     """
@@ -265,8 +267,9 @@ class _Checker:
     def compare(
         self, position: int, ref: TensorRef, ours: np.ndarray, keras_value: np.ndarray
     ) -> LayerReport:
-        owner = self.lm.owner.get(position) or ref.layer
         segment = self.segments.ops(position)
+        kernels = [i for i in segment if self.graph.operators[i].opcode in KERNEL_OPS]
+        owner = self.lm.owner.get(kernels[-1] if kernels else position) or ref.layer
         quantized = self.segments.quantized(segment)
         layer = self.lm.keras.layers.get(owner)
         report = LayerReport(
