@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ from bnnconvert.validation.runner import (
     InterpreterRun,
     Progress,
     default_workers,
-    keras_predict,
+    keras_batches,
 )
 
 __all__ = ["KERNELS", "LayerReport", "ValidationResult", "quick_check", "validate"]
@@ -319,7 +319,7 @@ def validate(
     with InterpreterRun(
         flatbuffer, fb_model, x, kernel=kernel, workers=workers, progress=progress
     ) as run:
-        model = None
+        model, batches = None, None
         if cached is not None:
             reference_outputs, summary = cached
             check_origin(summary, fb_model, ckpt, model_path)
@@ -329,15 +329,18 @@ def validate(
             check_origin(summary, fb_model, ckpt, model_path)
             model = _at_shape(model, input_shape)
             summary = cache.KerasSummary.of(model)
-            reference_outputs = _reference_outputs(model, reference_run, x)
-            if key:
-                cache.store(key, reference_outputs, summary)
-        keras_seconds = time.perf_counter() - keras_started
-        pairs, _ = _pair_outputs(summary, fb_model)
-        plan = SamplePlan(pairs, reference_outputs, always=layers or lossy)
+            batches = _reference_batches(model, reference_run, x)
+        plan = SamplePlan(_pair_outputs(summary, fb_model)[0], len(x), always=layers or lossy)
+        if cached is not None:
+            plan.add_reference(reference_outputs)
         overlap = _Overlap(run, plan, fb_model, x, kernel, lossy=lossy, model=model)
-        overlap.collect(lambda: _at_shape(load_keras()[0], input_shape))
+        overlap.keras_seconds = time.perf_counter() - keras_started
+        overlap.collect(lambda: _at_shape(load_keras()[0], input_shape), batches)
         fb_outputs = run.result()
+    if cached is None:
+        reference_outputs = plan.reference_outputs()
+        if key:
+            cache.store(key, reference_outputs, summary)
     result = _judge(
         summary, fb_model, x, y, reference_outputs, fb_outputs, lossy=lossy, kernel=kernel
     )
@@ -346,7 +349,7 @@ def validate(
     # checkpoint.load runs an .onnx file in ONNX Runtime (LoadedCheckpoint.reference_run).
     onnx = keras_model is None and ckpt_path.suffix.lower() == ".onnx"
     result.reference = ONNX_RUNTIME if onnx else KERAS
-    result.keras_seconds = keras_seconds
+    result.keras_seconds = overlap.keras_seconds
     if layers or result.lossy or not result.passed:
         # Lossy outputs are judged loosely; isolation is what finds a wrong layer in them.
         loading = time.perf_counter()
@@ -432,13 +435,22 @@ def _at_shape(keras_model: Any, input_shape: tuple[int, ...]) -> Any:
     return with_input_shape(keras_model, input_shape)
 
 
+def _reference_batches(
+    model: Any, reference_run: ReferenceRun | None, x: np.ndarray
+) -> Iterator[list[np.ndarray]]:
+    """The reference's outputs on ``x`` in batches (Keras), or all at once (``reference_run``)."""
+    if reference_run is None:
+        yield from keras_batches(model, x)
+        return
+    out = reference_run(x)
+    yield [np.asarray(o, dtype=np.float32) for o in (out if isinstance(out, list) else [out])]
+
+
 def _reference_outputs(
     model: Any, reference_run: ReferenceRun | None, x: np.ndarray
 ) -> list[np.ndarray]:
-    if reference_run is None:
-        return keras_predict(model, x)
-    out = reference_run(x)
-    return [np.asarray(o, dtype=np.float32) for o in (out if isinstance(out, list) else [out])]
+    batches = _reference_batches(model, reference_run, x)
+    return [np.concatenate(column) for column in zip(*batches, strict=True)]
 
 
 def exported_as_lossy(model_path: Path) -> bool:
@@ -533,12 +545,14 @@ def _isolate(
 
 
 class _Overlap:
-    """While the interpreter runs: compare its samples as they arrive, and localize early.
+    """While the interpreter workers run: Keras batch by batch, and localization once settled.
 
-    Once :class:`SamplePlan` says localization is certain and settles its
-    samples, the model is loaded (when the Keras outputs came from the cache)
-    and the layers are checked here while the workers finish; otherwise this
-    process interprets samples too (:meth:`InterpreterRun.may_run_here`).
+    Both sides' samples are compared as they come in (:class:`SamplePlan`).
+    Once localization is certain and its samples are settled, the model is
+    loaded (when the Keras outputs came from the cache) and the layers are
+    checked in isolation before Keras goes on, so the workers overlap with
+    it; with Keras done, this process interprets samples too
+    (:meth:`InterpreterRun.may_run_here`) or waits for the workers.
     """
 
     def __init__(
@@ -550,10 +564,16 @@ class _Overlap:
         self.isolated: _Isolated | None = None
         self.count: int | None = None  # samples to localize on (set once the model is known)
         self.seconds = 0.0  # spent loading the model and localizing
+        self.keras_seconds = 0.0  # spent running Keras (the caller adds its loading)
 
-    def collect(self, load_model: Callable[[], Any]) -> None:
-        """Until every sample is in: load and localize when settled, else interpret or wait."""
-        while not self.run.finished:
+    def collect(
+        self, load_model: Callable[[], Any], batches: Iterator[list[np.ndarray]] | None
+    ) -> None:
+        """Until both sides are done: localize once settled (loading the model if need be),
+        else run the next Keras batch (``batches``), else interpret or wait."""
+        batches = batches or iter(())
+        keras_done = False
+        while not (self.run.finished and keras_done):
             self._add(self.run.wait(0))
             started = time.perf_counter()
             if self.plan.needed and self.model is None:
@@ -564,6 +584,13 @@ class _Overlap:
                     self.model, self.fb_model, self.x, pick, self.kernel,
                     tie_check=certain_failure and not self.lossy,
                 )  # fmt: skip
+            elif not keras_done:
+                batch = next(batches, None)
+                keras_done = batch is None
+                if batch is not None:
+                    self.plan.add_reference(batch)
+                self.keras_seconds += time.perf_counter() - started
+                continue
             else:
                 self._interpret_or_wait()
                 continue

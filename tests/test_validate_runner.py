@@ -60,7 +60,9 @@ def test_a_failing_worker_names_the_cause():
 
 def _plan(n: int = 10, *, always: bool = False) -> tuple[SamplePlan, np.ndarray]:
     reference = np.random.default_rng(1).normal(size=(n, 3)).astype(np.float32)
-    return SamplePlan([OutputPair("y", 0, 0, "name")], [reference], always=always), reference
+    plan = SamplePlan([OutputPair("y", 0, 0, "name")], n, always=always)
+    plan.add_reference([reference])
+    return plan, reference
 
 
 def _arrive(plan: SamplePlan, reference: np.ndarray, i: int, *, wrong: bool = False) -> None:
@@ -91,6 +93,19 @@ def test_a_non_finite_output_mismatches_and_too_few_mismatches_settle_at_the_end
         if i != 7:
             _arrive(plan, reference, i)
     assert plan.mismatched == {7} and not plan.needed and plan.pick(1) is None
+
+
+def test_flatbuffer_samples_wait_for_their_reference_batch():
+    reference = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
+    plan = SamplePlan([OutputPair("y", 0, 0, "name")], 8, always=False)
+    plan.add(5, [reference[5:6] + 1.0])
+    plan.add(0, [reference[0:1]])
+    assert plan.compared == set() and not plan.needed
+    plan.add_reference([reference[:4]])
+    assert plan.compared == {0} and not plan.needed
+    plan.add_reference([reference[4:]])
+    assert plan.compared == {0, 5} and plan.mismatched == {5}
+    np.testing.assert_array_equal(plan.reference_outputs()[0], reference)
 
 
 def test_with_layers_asked_and_no_mismatch_the_first_samples_are_picked_at_the_end():

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +39,20 @@ _PARALLEL_MIN_SAMPLES = 8  # below this, starting worker processes (~0.3 s) is n
 Progress = Callable[[int, int], None]
 
 
-def keras_predict(model: Any, x: np.ndarray, batch: int = 16) -> list[np.ndarray]:
-    """The Keras model's outputs on ``x``, one ``(N, *shape)`` float32 array per output."""
+def keras_batches(model: Any, x: np.ndarray, batch: int = 16) -> Iterator[list[np.ndarray]]:
+    """The Keras model's outputs on ``x``, batch by batch: one ``(B, *shape)`` float32 array
+    per output for each ``batch`` samples, in order (one traced graph for all)."""
     tf = _tf.tensorflow()
     call = tf.function(lambda a: model(a, training=False))
-    parts: list[list[np.ndarray]] = []
     for i in range(0, len(x), batch):
         out = call(x[i : i + batch])
         out = out if isinstance(out, (list, tuple)) else [out]
-        parts.append([np.asarray(o, dtype=np.float32) for o in out])
-    return [np.concatenate(column) for column in zip(*parts, strict=True)]
+        yield [np.asarray(o, dtype=np.float32) for o in out]
+
+
+def keras_predict(model: Any, x: np.ndarray, batch: int = 16) -> list[np.ndarray]:
+    """The Keras model's outputs on ``x``, one ``(N, *shape)`` float32 array per output."""
+    return [np.concatenate(column) for column in zip(*keras_batches(model, x, batch), strict=True)]
 
 
 def default_workers() -> int:
@@ -189,9 +193,14 @@ class InterpreterRun:
         """Samples the workers finished since the last call (waiting up to ``timeout`` s).
 
         Raises:
-            FlatbufferProblem: the interpreter failed in a worker process.
+            FlatbufferProblem: the interpreter failed in a worker process, or (with
+                ``timeout`` None) no worker is left to finish the missing samples.
         """
         if self.selector is None or not self.selector.get_map():
+            if timeout is None and not self.finished:
+                raise FlatbufferProblem(
+                    "LCE's interpreter workers stopped before every sample was run"
+                )
             return []
         arrived = []
         for key, _ in self.selector.select(timeout):
@@ -221,10 +230,7 @@ class InterpreterRun:
         while help_here and self.run_here() is not None:
             self.wait(0)
         while not self.finished:
-            if not self.wait(None) and not self.selector.get_map():  # type: ignore[union-attr]
-                raise FlatbufferProblem(
-                    "LCE's interpreter workers stopped before every sample was run"
-                )
+            self.wait(None)
         return _stack([self.outputs[i] for i in range(len(self.x))])
 
     def _arrived(self, i: int, outputs: list[np.ndarray]) -> None:
