@@ -86,6 +86,7 @@ SIGNS = "bitpacked-signs"
 UNKNOWN = "unknown"  # a tensor no Keras layer output is known to correspond to
 
 _BITPACKING_OPS = (QUANTIZE, BINARY_CONV, BINARY_MAX_POOL)
+_TYPE_CASTS = ("QUANTIZE", "DEQUANTIZE")  # TFLite's float <-> int8 conversions
 _IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
 
 
@@ -467,6 +468,15 @@ class LayerMap:
             if owner is not None:
                 self._add(owner, i, False)
                 self.owner[i] = owner
+        for i in reversed(unnamed):  # an int8 QUANTIZE of a graph input belongs to its reader
+            if i in self.owner or graph.operators[i].opcode not in _TYPE_CASTS:
+                continue
+            outputs = graph.operators[i].outputs
+            readers = {self.owner.get(r) for t in outputs for r in self.index.consumers(t)}
+            if len(readers) == 1 and None not in readers:
+                (reader,) = readers
+                self._add(reader, i, False)  # type: ignore[arg-type]
+                self.owner[i] = reader  # type: ignore[assignment]
 
     def _owner_by_structure(self, i: int) -> str | None:
         """The layer op ``i`` computes when its name does not say (none, or cut to a prefix).
@@ -479,7 +489,10 @@ class LayerMap:
         ``LceQuantize``), another layer only with no op yet and, unless the op
         bitpacks, of the op's output shape. Failing that, an op of a reading
         layer's shape continues that layer (a batch norm's ``ADD`` after its
-        ``MUL``). A name cut inside a layer name admits only the layers it starts.
+        ``MUL``). An int8 ``QUANTIZE``/``DEQUANTIZE`` continues the layer it
+        reads (one reading a graph input is left to its reader). Unowned ops are
+        looked through to the layers they read. A name cut inside a layer name
+        admits only the layers it starts.
         """
         op, layers, graph = self.graph.operators[i], self.keras.layers, self.graph
         cut = [
@@ -495,15 +508,9 @@ class LayerMap:
                 for candidate in [start, *self.keras.ancestors(start, hops=4)]:
                     if candidate in possible and can_own(layers[candidate], op.opcode):
                         return candidate
-        graph_inputs = {t: name for name, t in self.inputs.items()}
-        sources = []
-        for t in op.inputs:
-            if t < 0 or self.index.is_constant(t):
-                continue
-            producer = self.index.producer(t)
-            source = graph_inputs.get(t) if producer is None else self.owner.get(producer)
-            if source is not None and source not in sources:
-                sources.append(source)
+        sources = self._sources(i)
+        if op.opcode in _TYPE_CASTS:  # int8 <-> float: the layer it reads continues
+            return next((s for s in sources if s in possible and s not in self.inputs), None)
         if not sources:
             return None
         reach = [self.keras.downstream(s, hops=4) for s in sources]
@@ -528,6 +535,24 @@ class LayerMap:
             if name in sources and op.opcode in KERNEL_OPS and not kernels:
                 return name
         return next((s for s in sources if op.opcode not in KERNEL_OPS and eligible(s)), None)
+
+    def _sources(self, i: int) -> list[str]:
+        """The layers (or graph inputs' layers) whose values op ``i`` reads, through unowned ops."""
+        graph_inputs = {t: name for name, t in self.inputs.items()}
+        sources: list[str] = []
+        stack, seen = [i], {i}
+        while stack:
+            for t in self.graph.operators[stack.pop()].inputs:
+                if t < 0 or self.index.is_constant(t):
+                    continue
+                producer = self.index.producer(t)
+                source = graph_inputs.get(t) if producer is None else self.owner.get(producer)
+                if source is None and producer is not None and producer not in seen:
+                    seen.add(producer)
+                    stack.append(producer)
+                elif source is not None and source not in sources:
+                    sources.append(source)
+        return sources
 
     def _own_quantizers_by_reader(self) -> None:
         """An ``LceQuantize`` belongs to the layer reading its signs.

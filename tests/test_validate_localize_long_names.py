@@ -17,6 +17,7 @@ from bnnconvert import _tf, checkpoint, ir
 from bnnconvert.export import export
 from bnnconvert.mapping import map_layers
 from bnnconvert.models import randomize_batchnorm
+from bnnconvert.passes import OptimizeOptions
 from bnnconvert.validate import validate
 
 PREFIX = "binary_densenet_backbone_functional_submodel_"  # 45 characters
@@ -62,15 +63,30 @@ def _long_named_model(prefix: str):
 
 
 @pytest.fixture(scope="module")
-def long_named(tmp_path_factory):
-    """The checkpoint folder (with 8 samples), its model and its default export."""
+def checkpoint_folder(tmp_path_factory):
+    """The long-named model saved with 8 samples (also its int8 calibration data)."""
     folder = tmp_path_factory.mktemp("long-names")
-    model = _long_named_model(PREFIX)
-    model.save(folder / "model.keras")
+    _long_named_model(PREFIX).save(folder / "model.keras")
     x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype(np.float32)
     np.savez(folder / "test_split.npz", x=x)
-    export(folder, output_dir=folder / "out", validate_samples=0)
-    return folder, checkpoint.load(folder).model, (folder / "out" / "model.tflite").read_bytes()
+    return folder
+
+
+def _exported(folder, name: str, optimize: OptimizeOptions):
+    export(folder, output_dir=folder / name, optimize=optimize, validate_samples=0)
+    return folder, checkpoint.load(folder).model, (folder / name / "model.tflite").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def long_named(checkpoint_folder):
+    """The checkpoint folder, its model and its default export."""
+    return _exported(checkpoint_folder, "default", OptimizeOptions())
+
+
+@pytest.fixture(scope="module")
+def long_named_int8(checkpoint_folder):
+    """The same with int8 activations (float layers become int8 between QUANTIZE/DEQUANTIZE)."""
+    return _exported(checkpoint_folder, "int8", OptimizeOptions(int8_activations=True))
 
 
 def test_cut_names_are_mapped_by_structure_op_by_op(long_named) -> None:
@@ -98,8 +114,26 @@ def test_validate_layers_shows_one_row_per_layer(long_named, tmp_path) -> None:
     assert {r.cause for r in result.layers} == {"ok"}
 
 
-def test_planted_fault_in_the_middle_binary_conv_is_named(long_named, tmp_path) -> None:
-    folder, model, flatbuffer = long_named
+def test_int8_export_shows_one_row_per_layer(long_named_int8, tmp_path) -> None:
+    folder, model, flatbuffer = long_named_int8
+    path = tmp_path / "model.tflite"
+    path.write_bytes(flatbuffer)
+    result = validate(folder, path, keras_model=model, layers=True, workers=0)
+    assert (result.verdict, result.failures) == ("pass", [])
+    rows = [(r.keras_layer.removeprefix(PREFIX), r.ops, r.cause) for r in result.layers]
+    assert rows[:2] + rows[-3:] == [
+        ("stem_conv", ["QUANTIZE", "CONV_2D", "DEQUANTIZE"], "int8 quantization"),
+        ("block1_bn", ["ADD"], "ok"),
+        ("head_relu", ["MUL", "ADD"], "ok"),
+        ("head_pool", ["MEAN", "QUANTIZE"], "int8 quantization"),
+        ("head_dense", ["FULLY_CONNECTED", "DEQUANTIZE"], "int8 quantization"),
+    ]
+    assert [r[0] for r in rows[2:-3]] == OWNERS[2:13]
+
+
+@pytest.mark.parametrize("variant", ["long_named", "long_named_int8"])
+def test_planted_fault_in_the_middle_binary_conv_is_named(variant, request, tmp_path) -> None:
+    folder, model, flatbuffer = request.getfixturevalue(variant)
     fb = ir.read(flatbuffer)
     graph = fb.subgraphs[0]
     middle = [op for op in graph.operators if op.opcode == "LceBconv2d"][1]
