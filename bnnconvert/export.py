@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import platform
 import time
 from collections import Counter
@@ -38,6 +37,7 @@ from bnnconvert import rewrites as keras_rewrites
 from bnnconvert.atomic import check_writable_dir, describe_os_error, write_bytes, write_text
 from bnnconvert.checkpoint_files import side_file
 from bnnconvert.errors import OutputProblem
+from bnnconvert.json_report import report_json
 from bnnconvert.passes import fold_sign_scale
 from bnnconvert.passes.int8_activations import own_fake_quant
 from bnnconvert.preprocessing import PreprocessingSpec, parse_preprocessing
@@ -476,7 +476,7 @@ def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
             if out / other != result.model_path:
                 (out / other).unlink(missing_ok=True)
         report = result.to_dict()
-        write_text(result.report_path, json.dumps(report, indent=2) + "\n")
+        write_text(result.report_path, report_json(report) + "\n")
         write_text(out / export_report.MARKDOWN_NAME, export_markdown.render(result))
     except OSError as e:
         raise OutputProblem(f"could not write to {out}: {describe_os_error(e)}") from e

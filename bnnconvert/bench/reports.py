@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bnnconvert.atomic import write_text
 from bnnconvert.bench.report_html import render_html
 from bnnconvert.bench.report_md import render_markdown
 from bnnconvert.bench.result import BenchResult
+from bnnconvert.json_report import report_json
 
 
 def write_reports(result: BenchResult, outdir: Path | str) -> dict[str, Path]:
@@ -23,7 +23,7 @@ def write_reports(result: BenchResult, outdir: Path | str) -> dict[str, Path]:
         "md": outdir / "bench.md",
         "html": outdir / "bench.html",
     }
-    write_text(paths["json"], json.dumps(result.to_dict(), indent=2) + "\n")
+    write_text(paths["json"], report_json(result.to_dict()) + "\n")
     write_text(paths["md"], render_markdown(result))
     write_text(paths["html"], render_html(result))
     return paths

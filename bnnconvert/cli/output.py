@@ -13,7 +13,6 @@ the rest (errors, plain text, progress lines). JSON escapes them itself.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from rich.errors import MarkupError
 from rich.markup import escape
 from rich.segment import Segment
 from rich.text import Text
+
+from bnnconvert.json_report import report_json
 
 # C0 controls but tab and newline, DEL, C1 controls, and the invisible format
 # characters that reorder or hide text (bidi overrides and isolates, zero-width).
@@ -112,8 +113,8 @@ def wide_stdout(width: int) -> Console:
 
 
 def print_json(data: Any) -> None:
-    """Write ``data`` as indented JSON to stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Write ``data`` as indented JSON to stdout (non-finite numbers as strings)."""
+    sys.stdout.write(report_json(data) + "\n")
 
 
 def write_text(text: str) -> None:
