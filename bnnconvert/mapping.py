@@ -87,6 +87,9 @@ UNKNOWN = "unknown"  # a tensor no Keras layer output is known to correspond to
 
 _BITPACKING_OPS = (QUANTIZE, BINARY_CONV, BINARY_MAX_POOL)
 _TYPE_CASTS = ("QUANTIZE", "DEQUANTIZE")  # TFLite's float <-> int8 conversions
+# Ops that structure leaves unowned (no layer of their output's shape) belong to their
+# reader: a QUANTIZE of a graph input, a RESHAPE into a dense layer rebuilt as a 1x1 conv.
+_READER_OWNED = (*_TYPE_CASTS, "RESHAPE")
 _IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
 
 
@@ -468,8 +471,8 @@ class LayerMap:
             if owner is not None:
                 self._add(owner, i, False)
                 self.owner[i] = owner
-        for i in reversed(unnamed):  # an int8 QUANTIZE of a graph input belongs to its reader
-            if i in self.owner or graph.operators[i].opcode not in _TYPE_CASTS:
+        for i in reversed(unnamed):  # e.g. a QUANTIZE of a graph input: its reader's
+            if i in self.owner or graph.operators[i].opcode not in _READER_OWNED:
                 continue
             outputs = graph.operators[i].outputs
             readers = {self.owner.get(r) for t in outputs for r in self.index.consumers(t)}
@@ -482,17 +485,18 @@ class LayerMap:
         """The layer op ``i`` computes when its name does not say (none, or cut to a prefix).
 
         A graph output belongs to its Keras output layer or the nearest layer
-        upstream that can compute it. Any other op belongs to the nearest layer
-        downstream of every layer (or graph input) whose tensors it reads, in
-        hops then Keras order, that can compute it: a reading layer only for a
-        kernel op it lacks (a ``QuantConv2D``'s ``LceBconv2d`` after its
-        ``LceQuantize``), another layer only with no op yet and, unless the op
-        bitpacks, of the op's output shape. Failing that, an op of a reading
+        upstream that can compute it. An int8 ``QUANTIZE``/``DEQUANTIZE``
+        continues the layer it reads (one reading a graph input is left to its
+        reader), and so does any op reading a quantized layer that has no kernel
+        op yet (its input quantizer's ops, then its conv or dense op). Any other
+        op belongs to the nearest layer downstream of every layer (or graph
+        input) it reads, in hops then Keras order, that has no op yet and can
+        compute it: of the op's output shape unless the op bitpacks (a kernel
+        op: as many elements), a batch norm only as ``MUL``/``ADD``/``SUB``, an
+        ``LceQuantize`` only a quantized layer. Failing that, an op of a reading
         layer's shape continues that layer (a batch norm's ``ADD`` after its
-        ``MUL``). An int8 ``QUANTIZE``/``DEQUANTIZE`` continues the layer it
-        reads (one reading a graph input is left to its reader). Unowned ops are
-        looked through to the layers they read. A name cut inside a layer name
-        admits only the layers it starts.
+        ``MUL``). Unowned ops are looked through to the layers they read. A
+        name cut inside a layer name admits only the layers it starts.
         """
         op, layers, graph = self.graph.operators[i], self.keras.layers, self.graph
         cut = [
@@ -509,30 +513,36 @@ class LayerMap:
                     if candidate in possible and can_own(layers[candidate], op.opcode):
                         return candidate
         sources = self._sources(i)
-        if op.opcode in _TYPE_CASTS:  # int8 <-> float: the layer it reads continues
-            return next((s for s in sources if s in possible and s not in self.inputs), None)
-        if not sources:
+        for s in sources:
+            if s not in possible or s in self.inputs:
+                continue
+            if op.opcode in _TYPE_CASTS:
+                return s
+            ops = self.layer_ops.get(s, [])
+            opened = not any(self.graph.operators[j].opcode in KERNEL_OPS for j in ops)
+            if is_quantized(layers[s]) and opened and can_own(layers[s], op.opcode):
+                return s
+        if op.opcode in _TYPE_CASTS:
             return None
-        reach = [self.keras.downstream(s, hops=4) for s in sources]
         output = op.outputs[0]
         bitpacks = graph.tensors[output].dtype == "int32" and op.opcode in _BITPACKING_OPS
+        fits = self._fits if op.opcode in KERNEL_OPS else self._shape_fits
 
         def eligible(name: str) -> bool:
+            layer, kind = layers[name], class_name(layers[name])
             return (
                 name in possible
-                and can_own(layers[name], op.opcode)
-                and class_name(layers[name]) != "InputLayer"
-                and (bitpacks or self._fits(name, output))
+                and kind != "InputLayer"
+                and can_own(layer, op.opcode)
+                and (bitpacks or fits(name, output))
+                and (kind != "BatchNormalization" or op.opcode in AFFINE_OPS)
+                and (op.opcode != QUANTIZE or is_quantized(layer) or _is_quantizer(layer))
             )
 
-        for name in reach[0]:
-            if not eligible(name) or any(name not in r for r in reach[1:]):
-                continue
-            ops = self.layer_ops.get(name, [])
-            if name not in sources and not ops:
-                return name
-            kernels = [j for j in ops if graph.operators[j].opcode in KERNEL_OPS]
-            if name in sources and op.opcode in KERNEL_OPS and not kernels:
+        reach = [self.keras.downstream(s, hops=4) for s in sources]
+        for name in reach[0] if reach else []:
+            fresh = name not in sources and not self.layer_ops.get(name)
+            if fresh and eligible(name) and all(name in r for r in reach[1:]):
                 return name
         return next((s for s in sources if op.opcode not in KERNEL_OPS and eligible(s)), None)
 
@@ -692,8 +702,9 @@ class LayerMap:
                 flipped = fold.flipped_channels if fold else source.flipped_channels
                 self._set(t, source.layer, SIGNS, flipped)
                 return
-        # Named after the quantized layer(s) it feeds: it holds their input's signs.
-        for q in self._named(t):
+        # Named after (or else read by) the quantized layer(s) it feeds: their input's signs.
+        readers = [self.owner[r] for r in self.index.consumers(t) if r in self.owner]
+        for q in self._named(t) or list(dict.fromkeys(readers)):
             parents = self.keras.inbound.get(q, [])
             layer = self.keras.layers[q]
             if (is_quantized(layer) or _is_quantizer(layer)) and len(parents) == 1:
