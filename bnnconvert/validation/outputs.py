@@ -9,13 +9,15 @@ the verdict on outputs is the union of their failures.
 Thresholds (each with its reason):
 
 - Float exports. A converted BNN computes the same function as its Keras
-  model; float32 rounding can flip a sign only at a near-tie, and that
-  changes the top class only when the two best logits nearly tie too. So
-  top-1 may differ on at most :data:`TOP1_DISAGREEMENT_ALLOWED` of samples
-  (rounded down: none below 100 samples), and at most
-  :data:`MISMATCH_ALLOWED` of samples may have an element beyond
+  model, so every sample must have every element within
   ``ATOL + RTOL * max|keras|`` (float32 evaluation order moves outputs by
-  ~1e-6 relative; one wrong binary channel moves them by >= 1e-2).
+  ~1e-6 relative; one wrong binary channel moves them by >= 1e-2), and
+  top-1 must agree on every sample (:data:`MISMATCH_ALLOWED` and
+  :data:`TOP1_DISAGREEMENT_ALLOWED` are 0). Float rounding can flip a sign
+  at a near-tie and move a sample further; such a sample is not excused
+  here but explained by the per-layer check: only ties there gives
+  ``pass (ties)``, anything else fails. (An allowance of 1 % used to let a
+  real fault that showed in 3 of 360 samples pass.)
 - Lossy exports (fp16 or int8 weights, int8 activations). Outputs move by
   design, so they are judged by what a user ships them for: top-1 may
   differ on at most :data:`LOSSY_TOP1_DISAGREEMENT_ALLOWED` of samples, and
@@ -40,10 +42,10 @@ import numpy as np
 
 from bnnconvert import ir
 
-TOP1_DISAGREEMENT_ALLOWED = 0.01
+TOP1_DISAGREEMENT_ALLOWED = 0.0
 ATOL = 1e-4
 RTOL = 1e-3
-MISMATCH_ALLOWED = 0.01
+MISMATCH_ALLOWED = 0.0
 # int8 activations in the digits model: 99.2 % top-1 agreement, the same
 # accuracy; 2 % leaves room for that on small sets and catches real breakage.
 LOSSY_TOP1_DISAGREEMENT_ALLOWED = 0.02
