@@ -124,12 +124,12 @@ def load(
     path = Path(path)
     if custom_objects is not None and not trust:
         raise UsageProblem(
-            "--custom-objects runs the given file's code: it needs --trust-checkpoint"
+            "custom_objects= runs the given file's code: pass trust_checkpoint= with it"
         )
     if not path.exists():
         raise CheckpointProblem(f"{path}: no such file or directory; give a checkpoint path")
     if num_classes is not None:
-        _check_range("--num-classes", num_classes, MAX_CLASSES)
+        _check_range("num_classes=", num_classes, MAX_CLASSES)
     test_data = side_file(path, TEST_SPLIT_NAME)
     if path.suffix.lower() == ".onnx":
         from bnnconvert import onnx_import
@@ -277,7 +277,7 @@ def _load_h5_model(path: Path) -> Any:
     if config is None:
         if has_weights:
             raise CheckpointProblem(
-                f"{path}: holds weights only, no architecture; pass --arch with one of "
+                f"{path}: holds weights only, no architecture; pass arch= with one of "
                 f"{', '.join(models.SPECS)}"
             )
         raise CheckpointProblem(f"{path}: HDF5 file without a Keras model or weights")
@@ -294,7 +294,7 @@ def _custom_objects(file: Path) -> dict[str, Any]:
     name = f"bnnconvert_custom_objects_{file.stem}"
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
-        raise UsageProblem(f"{file}: not a Python file; give a .py file for --custom-objects")
+        raise UsageProblem(f"{file}: not a Python file; give a .py file for custom_objects=")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     _tf.keras()  # the user's file may import TensorFlow: set it up first
@@ -331,10 +331,10 @@ def _load_trusted(path: Path, custom_objects: str | Path | None) -> Any:
         hint = (
             ""
             if custom_objects is not None
-            else "; if it names your own classes or functions, pass --custom-objects FILE.py"
+            else "; if it names your own classes or functions, pass custom_objects= FILE.py"
         )
         raise CheckpointProblem(
-            f"{path}: Keras could not load it even with --trust-checkpoint: {_first_line(e)}{hint}"
+            f"{path}: Keras could not load it even with trust_checkpoint=: {_first_line(e)}{hint}"
         ) from e
     return model if getattr(model, "_is_graph_network", True) else _as_functional(model, path)
 
@@ -351,7 +351,7 @@ def _serving_signature_model(path: Path) -> Any:
         saved = tf.saved_model.load(str(path))
     except Exception as e:
         raise CheckpointProblem(
-            f"{path}: TensorFlow could not load it even with --trust-checkpoint: {_first_line(e)}"
+            f"{path}: TensorFlow could not load it even with trust_checkpoint=: {_first_line(e)}"
         ) from e
     signatures = dict(saved.signatures)
     fn = signatures.get("serving_default") or (
@@ -503,7 +503,7 @@ def _load_arch_weights(
         path = _single_model_file(path)
     if path.suffix.lower() not in (".h5", ".hdf5"):
         raise CheckpointProblem(
-            f"{path}: --arch expects a weights .h5 file (e.g. binary_densenet_28_weights.h5), "
+            f"{path}: arch= expects a weights .h5 file (e.g. binary_densenet_28_weights.h5), "
             f"got {path.suffix or 'no suffix'}"
         )
     checked_file(path, MAX_CHECKPOINT_BYTES, "a weights .h5 file")
@@ -522,6 +522,6 @@ def _load_arch_weights(
     except Exception as e:
         raise CheckpointProblem(
             f"{path}: the weights do not fit {spec.name} "
-            f"({str(e).strip().splitlines()[0][:200]}); is --arch right?"
+            f"({str(e).strip().splitlines()[0][:200]}); is arch= right?"
         ) from e
     return LoadedCheckpoint(model, path, "h5-weights", spec.name, test_data)

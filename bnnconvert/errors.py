@@ -26,6 +26,11 @@ FLAGS = {
     "float_weights": "--float-weights",
     "int8_activations": "--int8-activations",
     "calibration": "--calibration",
+    "data": "--data",
+    "arch": "--arch",
+    "num_classes": "--num-classes",
+    "trust_checkpoint": "--trust-checkpoint",
+    "custom_objects": "--custom-objects",
 }
 """Python keyword argument -> the command-line flag that sets it."""
 

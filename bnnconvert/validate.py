@@ -63,7 +63,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ import numpy as np
 from bnnconvert import io_quant, ir
 from bnnconvert.errors import BnnConvertError, CheckFailed, FlatbufferProblem, UsageProblem
 from bnnconvert.validation import cache, localize, outputs
-from bnnconvert.validation.data import data_digest, load_data, range_notes
+from bnnconvert.validation.data import Data, data_digest, data_notes, load_data, range_notes
 from bnnconvert.validation.identity import check_origin
 from bnnconvert.validation.localize import LayerReport
 from bnnconvert.validation.outputs import OutputReport
@@ -229,7 +229,7 @@ def validate(
     ckpt: str | Path,
     model_path: str | Path,
     *,
-    data: str | Path | None = None,
+    data: Data = None,
     samples: int | None = None,
     layers: bool = False,
     kernel: str = "indirect",
@@ -248,7 +248,8 @@ def validate(
     Arguments:
         ckpt: checkpoint (any form :func:`bnnconvert.checkpoint.load` accepts).
         model_path: the ``.tflite`` file to check.
-        data: ``.npz`` (``x``, optional ``y``) or a folder of images; default:
+        data: ``.npz`` (``x``, optional ``y``), a folder of images, an array ``x``
+            ``(N, H, W, C)`` or a tuple ``(x, y)`` (``y``: class indices); default:
             the checkpoint's test split, or sample photographs for ImageNet-size models.
         samples: use at most this many inputs (the first ones).
         layers: always check layer by layer, not only when the outputs differ.
@@ -299,13 +300,12 @@ def validate(
 
     beside = side_file(ckpt_path, checkpoint.TEST_SPLIT_NAME) if data is None else None
     try:
-        x, y, source = load_data(data, beside, fb_model, input_shape)
+        x, y, source = load_data(data, beside, fb_model, input_shape, samples=samples)
     except BnnConvertError as data_problem:
         # Origin first: a wrong or ambiguous checkpoint explains a data problem too.
-        check_origin(cache.KerasSummary.of(load_keras()[0]), fb_model, ckpt, model_path)
+        origin = cache.KerasSummary.of(load_keras()[0], weights=keras_model is None)
+        check_origin(origin, fb_model, ckpt, model_path)
         raise data_problem from None
-    if samples is not None:
-        x, y = x[:samples], (y[:samples] if y is not None else None)
     lossy = lossy or exported_as_lossy(model_path) or graph_is_lossy(fb_model)
     key = None
     if use_cache and keras_model is None and ckpt_path.exists():
@@ -325,10 +325,13 @@ def validate(
             check_origin(summary, fb_model, ckpt, model_path)
         else:
             model, reference_run = load_keras()
-            summary = cache.KerasSummary.of(model)
-            check_origin(summary, fb_model, ckpt, model_path)
+            # The weights digest of a model given as keras_model is not compared.
+            origin = cache.KerasSummary.of(model, weights=keras_model is None)
+            check_origin(origin, fb_model, ckpt, model_path)
             model = _at_shape(model, input_shape)
-            summary = cache.KerasSummary.of(model)
+            summary = replace(
+                cache.KerasSummary.of(model, weights=False), weights_sha256=origin.weights_sha256
+            )
             batches = _reference_batches(model, reference_run, x)
         plan = SamplePlan(_pair_outputs(summary, fb_model)[0], len(x), always=layers or lossy)
         if cached is not None:
@@ -345,7 +348,7 @@ def validate(
         summary, fb_model, x, y, reference_outputs, fb_outputs, lossy=lossy, kernel=kernel
     )
     result.keras_cache = "off" if key is None else ("hit" if cached is not None else "miss")
-    result.notes += range_notes(x, fb_model)  # data out of the recorded preprocessing's range
+    result.notes += data_notes(data, len(x), samples, fb_model) + range_notes(x, fb_model)
     # checkpoint.load runs an .onnx file in ONNX Runtime (LoadedCheckpoint.reference_run).
     onnx = keras_model is None and ckpt_path.suffix.lower() == ".onnx"
     result.reference = ONNX_RUNTIME if onnx else KERAS
@@ -400,7 +403,7 @@ def quick_check(
             model = _at_shape(keras_model, input_shape)
             reference_outputs = _reference_outputs(model, reference_run, x)
             fb_outputs = run.result()
-        summary = cache.KerasSummary.of(model)
+        summary = cache.KerasSummary.of(model, weights=False)
         result = _judge(
             summary, fb_model, x, y, reference_outputs, fb_outputs,
             lossy=graph_is_lossy(fb_model), kernel=kernel,

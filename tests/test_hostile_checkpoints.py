@@ -352,13 +352,13 @@ def test_custom_objects_need_trust_and_register_the_users_function(suffix, tmp_p
         'aware_sign"), or pass --trust-checkpoint --custom-objects FILE.py if you trust this '
         "checkpoint"
     )
-    with pytest.raises(BnnConvertError, match="--custom-objects runs the given file's code"):
+    with pytest.raises(BnnConvertError, match="custom_objects= runs the given file's code"):
         checkpoint.load(path, custom_objects=module)
     if suffix == ".h5":  # tf-keras cannot read a function quantizer back from .h5 at all
         with pytest.raises(CheckpointProblem) as failed:
             checkpoint.load(path, trust=True, custom_objects=module)
         assert str(failed.value).startswith(
-            f"{path}: Keras could not load it even with --trust-checkpoint: Unknown "
+            f"{path}: Keras could not load it even with trust_checkpoint=: Unknown "
             "quantization function: 'function'."
         )
         return

@@ -50,7 +50,7 @@ def validate(
     custom_objects: CustomObjects = None,
 ) -> None:
     """Check that the flatbuffer computes what the checkpoint computes; exit 1 if not."""
-    from bnnconvert.errors import CheckFailed
+    from bnnconvert.errors import CheckFailed, for_command_line
     from bnnconvert.reports.validate_text import render_layers
     from bnnconvert.validate import PASS_TIES, failure_line
     from bnnconvert.validate import validate as run_validate
@@ -71,6 +71,7 @@ def validate(
             custom_objects=custom_objects,
             progress=lambda done, total: step(f"LCE interpreter: {done}/{total} samples"),
         )
+    result.notes = [for_command_line(note) for note in result.notes]  # flags, not arguments
     if as_json:
         output.print_json(result.to_dict())
     else:
