@@ -121,3 +121,72 @@ def test_validate_samples_names_the_argument_of_each_surface(tmp_path, capsys) -
 )
 def test_for_command_line_maps_only_bare_argument_names(message, shown) -> None:
     assert for_command_line(message) == shown
+
+
+def _custom_objects_file(tmp: Path) -> Path:
+    path = tmp / "objects.py"
+    path.write_text("X = 1\n")
+    return path
+
+
+# (command, API keyword arguments, CLI arguments, the API's message, the command line's)
+CHECKPOINT_CASES = [
+    pytest.param(
+        "export",
+        lambda tmp: {"num_classes": 0},
+        lambda tmp: ["--num-classes", "0"],
+        "Expected num_classes= to be a whole number from 1 to 100000, got 0",
+        "Expected --num-classes to be a whole number from 1 to 100000, got 0",
+        id="num-classes",
+    ),
+    pytest.param(
+        "export",
+        lambda tmp: {"arch": "binarydensenet28"},
+        lambda tmp: ["--arch", "binarydensenet28"],
+        f"{BUNDLED}/model.keras: arch= expects a weights .h5 file (e.g. "
+        "binary_densenet_28_weights.h5), got .keras",
+        f"{BUNDLED}/model.keras: --arch expects a weights .h5 file (e.g. "
+        "binary_densenet_28_weights.h5), got .keras",
+        id="arch",
+    ),
+    *(
+        pytest.param(
+            command,
+            lambda tmp: {"custom_objects": _custom_objects_file(tmp)},
+            lambda tmp: ["--custom-objects", str(_custom_objects_file(tmp))],
+            "custom_objects= runs the given file's code: pass trust_checkpoint= with it",
+            "--custom-objects runs the given file's code: pass --trust-checkpoint with it",
+            id=f"custom-objects-{command}",
+        )
+        for command in ("export", "validate")
+    ),
+    pytest.param(
+        "validate",
+        lambda tmp: {"data": tmp / "nonexistent.npz"},
+        lambda tmp: ["--data", str(tmp / "nonexistent.npz")],
+        "data= {tmp}/nonexistent.npz: no such file or directory; give an .npz (x, optional y) "
+        "or a folder of images",
+        "--data {tmp}/nonexistent.npz: no such file or directory; give an .npz (x, optional y) "
+        "or a folder of images",
+        id="data",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "kwargs", "argv", "api_message", "cli_message"), CHECKPOINT_CASES
+)
+def test_checkpoint_and_data_errors_name_the_argument_of_each_surface(
+    tmp_path, capsys, bundled_export, command, kwargs, argv, api_message, cli_message
+) -> None:
+    if command == "export":
+        call, args = {"output_dir": tmp_path / "out"}, ["-o", str(tmp_path / "out")]
+        function = bnnconvert.export
+    else:
+        call, args = {"model_path": bundled_export.model_path}, [str(bundled_export.model_path)]
+        function = bnnconvert.validate
+    with pytest.raises(bnnconvert.BnnConvertError) as info:
+        function(BUNDLED, **call, **kwargs(tmp_path))
+    assert str(info.value) == api_message.format(tmp=tmp_path)
+    assert run([command, str(BUNDLED), *args, *argv(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: " + cli_message.format(tmp=tmp_path)
