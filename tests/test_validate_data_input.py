@@ -238,3 +238,30 @@ def test_default_image_scaling_is_noted(cli, bundled_export, digits, tmp_path):
     assert code == 0 and json.loads(out)["notes"] == [note.format(flag="--preprocessing")]
     recorded = validate(BUNDLED, bundled_export.model_path, data=folder, use_cache=False)
     assert recorded.notes == []  # the bundled export records the digits preset
+
+
+def test_validate_json_is_valid_json_when_a_fault_makes_outputs_infinite(
+    cli, bundled_export, tmp_path
+):
+    """A real fault (inf in the head's weights): its layer's error is the string "inf"."""
+    from bnnconvert import ir
+
+    model = ir.read(bundled_export.model_path.read_bytes())
+    graph = model.subgraphs[0]
+    head = next(op for op in graph.operators if op.opcode == "FULLY_CONNECTED")
+    weights = ir.tensor_array(model, graph, head.inputs[1]).copy()
+    weights[0] = np.inf
+    old = graph.tensors[head.inputs[1]]
+    head.inputs[1] = ir.add_tensor(
+        model, graph, old.name + "/planted", list(weights.shape), old.dtype, weights
+    )
+    broken = tmp_path / "broken" / "model.tflite"
+    broken.parent.mkdir()
+    broken.write_bytes(ir.write(model))
+    code, out, _ = cli(
+        "validate", str(BUNDLED), str(broken), "--samples", "4", "--json", "--no-cache"
+    )
+    report = _strict_json(out)
+    assert code == 1 and report["verdict"] == "fail"
+    first = report["first_divergence"]  # the softmax keeps the outputs finite, not the layer
+    assert (first["keras_layer"], first["max_abs_error"]) == ("head_dense", "inf")
