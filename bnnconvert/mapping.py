@@ -90,6 +90,7 @@ _TYPE_CASTS = ("QUANTIZE", "DEQUANTIZE")  # TFLite's float <-> int8 conversions
 # Ops that structure leaves unowned (no layer of their output's shape) belong to their
 # reader: a QUANTIZE of a graph input, a RESHAPE into a dense layer rebuilt as a 1x1 conv.
 _READER_OWNED = (*_TYPE_CASTS, "RESHAPE")
+_SAME_VALUE_OPS = (*_TYPE_CASTS, "RESHAPE", "SQUEEZE")  # the value of their input, as is
 _IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
 
 
@@ -698,7 +699,7 @@ class LayerMap:
         operator = self.graph.operators[op]
         if operator.opcode == QUANTIZE:
             source = self._tensors.get(operator.inputs[0])
-            if source is not None:
+            if source is not None and self._packs(source.layer, t):
                 flipped = fold.flipped_channels if fold else source.flipped_channels
                 self._set(t, source.layer, SIGNS, flipped)
                 return
@@ -711,14 +712,33 @@ class LayerMap:
                 layer = parents[0]
                 if fold is not None and operator.opcode == QUANTIZE:
                     layer = self._fold_layer(fold, op) or layer
-                self._set(t, layer, SIGNS, fold.flipped_channels if fold else ())
+                if self._packs(layer, t):
+                    self._set(t, layer, SIGNS, fold.flipped_channels if fold else ())
                 return
+
+    def _packs(self, layer: str, t: int) -> bool:
+        """Bitpacked tensor ``t`` holds as many words as ``layer``'s output's signs need."""
+        shape = self.keras.output_shape(layer)
+        if not shape or None in shape:
+            return False
+        packed = self.graph.tensors[t].shape[1:]
+        pixels = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        words = -(-int(shape[-1]) // 32)
+        return bool(packed) and int(np.prod(packed[:-1])) == pixels and packed[-1] == words
 
     def _value_layer(self, op: int, t: int) -> str | None:
         layers, graph = self.keras.layers, self.graph
         opcode = graph.operators[op].opcode
         computed = [n for n, ops in self.layer_ops.items() if op in ops]
         named = [n for n in self._named(t) if can_own(layers[n], opcode)]
+        source = self._tensors.get(graph.operators[op].inputs[0])
+        if (
+            opcode in _SAME_VALUE_OPS
+            and source is not None
+            and source.meaning == VALUE
+            and self._shape_fits(source.layer, t)
+        ):
+            named.append(source.layer)  # a reshaped or (de)quantized copy of its input's value
         readers = self.index.consumers(t)
 
         def read_outside(n: str) -> bool:
