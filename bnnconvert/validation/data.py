@@ -3,9 +3,12 @@
 By default the checkpoint's ``test_split.npz``; ``--data`` may be an ``.npz``
 (``x``, optional ``y``) or a folder of images, preprocessed as the model's
 metadata says (:mod:`bnnconvert.metadata`) or, without metadata, resized to
-the input and scaled to [0, 1]. ImageNet-size models (3 channels, at least
-64 px) without data are checked on photographs that scikit-image ships, with
-the ImageNet preprocessing of the published BinaryDenseNets.
+the input and scaled to [0, 1] (a note says so); the Python API also takes
+arrays. ImageNet-size models (3 channels, at least 64 px) without data are
+checked on photographs that scikit-image ships, with the ImageNet
+preprocessing of the published BinaryDenseNets. Data that cannot be judged
+(no samples, NaN or inf, labels that are not the model's class indices) is
+refused in one line (:func:`check_data`).
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def load_data(
     x, y, source = _read_data(data, test_data, fb_model, input_shape)
     if samples is not None:
         x, y = x[:samples], (y[:samples] if y is not None else None)
-    return x, check_data(x, y, fb_model, _named(data, source)), source
+    check_data(x, y, fb_model, _named(data, source))
+    return x, y, source
 
 
 def _named(data: Data, source: str) -> str:
@@ -199,9 +203,7 @@ def _which(values: np.ndarray, bad: np.ndarray, count: int, shown: int = 3) -> s
     return f"{listed}{more}; {len(where)} of {count} samples"
 
 
-def check_data(
-    x: np.ndarray, y: np.ndarray | None, fb_model: ir.Model, label: str
-) -> np.ndarray | None:
+def check_data(x: np.ndarray, y: np.ndarray | None, fb_model: ir.Model, label: str) -> None:
     """Refuse data ``validate`` cannot judge: no samples, NaN or inf in ``x``, labels out of range.
 
     Arguments:
@@ -209,9 +211,6 @@ def check_data(
         y: class indices ``(N,)`` int64, or None.
         fb_model: the flatbuffer, whose class count bounds the labels (:func:`class_count`).
         label: how the data is named in messages (its path).
-
-    Returns:
-        ``y``, unchanged.
 
     Raises:
         UsageProblem: one line saying which samples and what to do.
@@ -241,7 +240,6 @@ def check_data(
                 f"classes ({_which(y, outside, len(y))}); give y as class indices "
                 f"0..{classes - 1}, or leave y out"
             )
-    return y
 
 
 def class_count(fb_model: ir.Model) -> int | None:
