@@ -42,6 +42,7 @@ from bnnconvert.passes import fold_sign_scale
 from bnnconvert.passes.int8_activations import own_fake_quant
 from bnnconvert.preprocessing import PreprocessingSpec, parse_preprocessing
 from bnnconvert.reports import export_markdown
+from bnnconvert.validation.cache import weights_digest
 
 MODEL_NAME = "model.tflite"
 PREPROCESSING_FILE = "preprocessing.txt"
@@ -375,7 +376,8 @@ def export(
     failure = export_report.strict_failure(report, out) if strict else None
 
     say("Writing")
-    flatbuffer = _with_metadata(flatbuffer, keras_model.name, preset, app)
+    weights = weights_digest(loaded.model)  # what validate compares its checkpoint with
+    flatbuffer = _with_metadata(flatbuffer, keras_model.name, weights, preset, app)
     digest = hashlib.sha256(flatbuffer).hexdigest()
     result = ExportResult(
         model_path=out / MODEL_NAME,
@@ -447,7 +449,7 @@ def _app_metadata(ckpt: Path, labels: str | Path | None, preprocessing: str | No
 
 
 def _with_metadata(
-    flatbuffer: bytes, name: str, preset: targets.Target, app: _AppMetadata
+    flatbuffer: bytes, name: str, weights: str | None, preset: targets.Target, app: _AppMetadata
 ) -> bytes:
     """Embed the app-facing metadata (last step: later IR rewrites drop the label zip)."""
     return metadata.embed_metadata(
@@ -456,6 +458,7 @@ def _with_metadata(
         target=preset.name,
         labels=app.labels,
         preprocessing=app.preprocessing,
+        weights_sha256=weights,
     )
 
 

@@ -95,6 +95,7 @@ def build_metadata(
     version: str = "1",
     description: str = "",
     author: str = "",
+    weights_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The ``bnnconvert`` JSON for ``model``, checked against its input and output.
 
@@ -129,7 +130,13 @@ def build_metadata(
             )
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": {"name": name, "version": version, "description": description, "author": author},
+        "model": {
+            "name": name,
+            "version": version,
+            "description": description,
+            "author": author,
+            "weights_sha256": weights_sha256,
+        },
         "producer": {"name": "bnnconvert", "version": __version__, "target": target},
         "input": input_info,
         "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
@@ -297,6 +304,7 @@ def embed_metadata(
     version: str = "1",
     description: str = "",
     author: str = "",
+    weights_sha256: str | None = None,
 ) -> bytes:
     """Return ``flatbuffer`` with both metadata entries (and ``labels.txt``) added.
 
@@ -311,6 +319,8 @@ def embed_metadata(
         target: the export target name (e.g. ``"arm64"``).
         labels: class names in class-index order (see :func:`load_labels`).
         preprocessing: see :func:`bnnconvert.preprocessing.parse_preprocessing`.
+        weights_sha256: the digest of the Keras weights it was exported from
+            (:func:`bnnconvert.validation.identity.weights_digest`), for ``validate``.
 
     Raises:
         FlatbufferProblem: ``flatbuffer`` is not a readable TFLite model.
@@ -326,6 +336,7 @@ def embed_metadata(
         version=version,
         description=description,
         author=author,
+        weights_sha256=weights_sha256,
     )
     model.metadata[NAME] = json.dumps(metadata, ensure_ascii=False, indent=1).encode("utf-8")
     model.metadata[tflite_metadata.NAME] = tflite_metadata.write(standard_metadata(metadata))

@@ -63,7 +63,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +303,8 @@ def validate(
         x, y, source = load_data(data, beside, fb_model, input_shape, samples=samples)
     except BnnConvertError as data_problem:
         # Origin first: a wrong or ambiguous checkpoint explains a data problem too.
-        check_origin(cache.KerasSummary.of(load_keras()[0]), fb_model, ckpt, model_path)
+        origin = cache.KerasSummary.of(load_keras()[0], weights=keras_model is None)
+        check_origin(origin, fb_model, ckpt, model_path)
         raise data_problem from None
     lossy = lossy or exported_as_lossy(model_path) or graph_is_lossy(fb_model)
     key = None
@@ -324,10 +325,13 @@ def validate(
             check_origin(summary, fb_model, ckpt, model_path)
         else:
             model, reference_run = load_keras()
-            summary = cache.KerasSummary.of(model)
-            check_origin(summary, fb_model, ckpt, model_path)
+            # The weights digest of a model given as keras_model is not compared.
+            origin = cache.KerasSummary.of(model, weights=keras_model is None)
+            check_origin(origin, fb_model, ckpt, model_path)
             model = _at_shape(model, input_shape)
-            summary = cache.KerasSummary.of(model)
+            summary = replace(
+                cache.KerasSummary.of(model, weights=False), weights_sha256=origin.weights_sha256
+            )
             batches = _reference_batches(model, reference_run, x)
         plan = SamplePlan(_pair_outputs(summary, fb_model)[0], len(x), always=layers or lossy)
         if cached is not None:
@@ -399,7 +403,7 @@ def quick_check(
             model = _at_shape(keras_model, input_shape)
             reference_outputs = _reference_outputs(model, reference_run, x)
             fb_outputs = run.result()
-        summary = cache.KerasSummary.of(model)
+        summary = cache.KerasSummary.of(model, weights=False)
         result = _judge(
             summary, fb_model, x, y, reference_outputs, fb_outputs,
             lossy=graph_is_lossy(fb_model), kernel=kernel,

@@ -11,16 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import BUNDLED
 from test_validate import make_border_tie_bnn
 from test_validate_faults import plant
 
-from bnnconvert import _tf, ir
+from bnnconvert import _tf, checkpoint, ir
 from bnnconvert.cli.main import run
 from bnnconvert.errors import CheckFailed
 from bnnconvert.export import export
+from bnnconvert.metadata import read_metadata
 from bnnconvert.models import randomize_batchnorm
 from bnnconvert.validate import quick_check, validate
 from bnnconvert.validation import cache
+from bnnconvert.validation.cache import weights_digest
 from bnnconvert.validation.identity import WrongCheckpoint
 from bnnconvert.validation.outputs import pair_outputs
 
@@ -272,3 +275,34 @@ def test_quick_check_never_aborts(tiny_bnn, tiny_bnn_tflite):
         "parity not checked: Expected a model with one input, got 2; validate feeds "
         "single-input models"
     ]
+
+
+def test_other_weights_are_another_checkpoint(tmp_path, monkeypatch):
+    """The same network with other weights is refused (cold and warm); a re-saved copy is not."""
+    monkeypatch.setenv("BNNCONVERT_CACHE", str(tmp_path / "cache"))
+    data = BUNDLED / "test_split.npz"
+    exported = export(BUNDLED, output_dir=tmp_path / "out", validate_samples=0)
+    model = checkpoint.load(BUNDLED).model
+    digest = weights_digest(model)
+    assert read_metadata(exported.model_path.read_bytes())["model"]["weights_sha256"] == digest
+    resaved = tmp_path / "resaved.h5"
+    model.save(resaved)
+    assert validate(resaved, exported.model_path, samples=16, data=data).verdict == "pass"
+    stem = model.get_layer("stem_conv")
+    stem.set_weights([w * 1.01 for w in stem.get_weights()])
+    other = tmp_path / "other.keras"
+    model.save(other)
+    expected = (
+        f"{exported.model_path} was not exported from {other} (it was exported from other "
+        f"weights (sha256 {digest[:12]}..., the checkpoint's are {weights_digest(model)[:12]}...))"
+    )
+    with pytest.raises(WrongCheckpoint) as caught:
+        validate(other, exported.model_path, samples=16, data=data)
+    assert str(caught.value) == expected
+    # Warm: the Keras outputs of `other` cached (by validating its own export) carry its digest.
+    own = export(other, output_dir=tmp_path / "own", validate_samples=0)
+    assert validate(other, own.model_path, samples=16, data=data).keras_cache == "miss"
+    with pytest.raises(WrongCheckpoint) as caught:
+        validate(other, exported.model_path, samples=16, data=data)
+    assert str(caught.value) == expected
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # resaved's and other's

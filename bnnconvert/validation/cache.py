@@ -48,24 +48,44 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class KerasSummary:
-    """What ``validate`` needs to know of a Keras model without loading it."""
+    """What ``validate`` needs to know of a Keras model without loading it (origin check)."""
 
     name: str
     layers: list[str]
     input_shape: list[int | None]
     output_names: list[str]
     output_shapes: list[list[int | None]]
+    weights_sha256: str | None = None
 
     @classmethod
-    def of(cls, model: Any) -> KerasSummary:
-        """Summarize a loaded Keras model."""
+    def of(cls, model: Any, *, weights: bool = True) -> KerasSummary:
+        """Summarize a loaded Keras model (``weights``: with its weights digest)."""
         return cls(
             name=model.name,
             layers=[layer.name for layer in model.layers],
             input_shape=list(model.input_shape[1:]),
             output_names=list(model.output_names),
             output_shapes=[list(o.shape[1:]) for o in model.outputs],
+            weights_sha256=weights_digest(model) if weights else None,
         )
+
+
+def weights_digest(model: Any) -> str | None:
+    """sha256 over a Keras model's weights, or None when it has none to read (opaque models).
+
+    Each array's shape, dtype and bytes, in ``model.get_weights()`` order;
+    names are left out (Keras numbers them per process), so the same weights
+    saved in another format give the same digest.
+    """
+    get_weights = getattr(model, "get_weights", None)
+    if get_weights is None:
+        return None
+    digest = hashlib.sha256()
+    for array in get_weights():
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def cache_dir() -> Path:

@@ -4,6 +4,10 @@ Comparing a flatbuffer with the wrong checkpoint gives numbers that mean
 nothing (and a localization that blames some layer), so ``validate`` first
 compares what the flatbuffer says about its origin with the checkpoint:
 
+- the digest of the Keras weights that ``export`` embeds in the metadata
+  (:func:`~bnnconvert.validation.cache.weights_digest`): the same network
+  with other weights (retrained, another epoch's checkpoint) is another
+  model, and only this tells them apart;
 - the model name that ``export`` embeds in the metadata;
 - the names LCE's converter gives tensors (``<model>/<layer>/...``): the
   model name and the layers they refer to must exist in the checkpoint.
@@ -45,25 +49,33 @@ def _tensor_prefixes(graph: ir.Subgraph) -> dict[str, set[str]]:
     return found
 
 
-def _embedded_name(fb_model: ir.Model) -> str | None:
+def _embedded(fb_model: ir.Model, key: str) -> str | None:
+    """A non-empty string of the metadata's ``model`` section, as ``export`` embeds it."""
     from bnnconvert.metadata import read_metadata
 
     metadata = read_metadata(fb_model)
     model = metadata.get("model") if metadata else None
-    name = model.get("name") if isinstance(model, dict) else None
-    return name if isinstance(name, str) and name else None
+    value = model.get(key) if isinstance(model, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def mismatch_reasons(keras: KerasSummary, fb_model: ir.Model) -> list[str]:
     """Why the flatbuffer cannot come from the Keras model ``keras``; empty when it can.
 
     Arguments:
-        keras: a summary of the checkpoint's Keras model.
+        keras: a summary of the checkpoint's Keras model (its weights digest None:
+            not compared).
         fb_model: the flatbuffer's graph.
     """
     reasons = []
     name = keras.name
-    embedded = _embedded_name(fb_model)
+    weights = _embedded(fb_model, "weights_sha256")
+    if weights and keras.weights_sha256 and weights != keras.weights_sha256:
+        reasons.append(
+            f"it was exported from other weights (sha256 {weights[:12]}..., the "
+            f"checkpoint's are {keras.weights_sha256[:12]}...)"
+        )
+    embedded = _embedded(fb_model, "name")
     if embedded is not None and embedded != name:
         reasons.append(f"it embeds the model name {embedded!r}, the checkpoint's is {name!r}")
     prefixes = _tensor_prefixes(fb_model.subgraphs[0])
