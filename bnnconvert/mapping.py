@@ -51,11 +51,14 @@ is named through its input (its layer's input quantizer), because a bconv
 writing bitpacked output takes the *next* layer's name. Graph outputs
 (``StatefulPartitionedCall:k``) are matched to Keras outputs through the
 signature (Keras output names) or the ``:k`` in their name; constants'
-names help where activations have none. Ops with no name left are traced
-through the graph, and layers without ops are given the compatible op of a
-Keras neighbour (a batch norm fused into the conv before it). A tensor
-belongs to the most downstream Keras layer among those its op computes
-whose output shape it has. Passes that change what a tensor means record
+names help where activations have none. Ops with no name left, or a name
+cut to a prefix several layers share (long Keras names of nested models),
+are traced through the graph: op kind, output shape and the layers they read
+(``LayerMap._owner_by_structure``); layers without ops are given the
+compatible op of a Keras neighbour (a batch norm fused into the conv before
+it). A tensor belongs to the most downstream Keras layer among those its op
+computes whose output shape it has (a reshape or int8 (de)quantization of a
+layer's value holds that value). Passes that change what a tensor means record
 it in the model (:mod:`bnnconvert.pass_records`), and so does the
 ``QuantDense`` -> 1x1 conv rewrite; this module reads those records.
 """
