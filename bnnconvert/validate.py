@@ -130,6 +130,7 @@ class ValidationResult:
     seconds: float = 0.0
     keras_seconds: float = 0.0
     localization_seconds: float = 0.0
+    localized_samples: list[int] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return (
@@ -635,6 +636,7 @@ def _localize(
     else:
         done = _isolate(keras_model, fb_model, x, pick, kernel, tie_check=tie_check)
     result.layers = done.found.layers
+    result.localized_samples = done.pick[: done.found.samples]
     result.unchecked += done.found.notes
     result.first_divergence = done.found.first_fault
     first, note = done.ties
@@ -662,13 +664,13 @@ def _conclude(result: ValidationResult, *, fail_on_ties: bool) -> None:
         result.passed = not fail_on_ties
         result.notes.append(
             f"outputs differ only through float rounding at ties: every layer passes in "
-            f"isolation; LCE's interpreter first departs from Keras at "
+            f"isolation ({checked_on(result)}); LCE's interpreter first departs from Keras at "
             f"{first.compared_with} ({first.meaning}), where {first.tie_flips} of "
-            f"{first.sign_count} signs flipped, all within float rounding of zero"
+            f"{first.sign_count} signs flipped there, all within float rounding of zero"
         )
         return
     if first is not None and first.cause == "fault":
-        result.notes.append(_fault_line(first))
+        result.notes.append(f"{_fault_line(first)} ({checked_on(result)})")
         if not result.failures:
             result.failures.append(
                 f"layer {first.keras_layer} differs from Keras in isolation (its outputs "
@@ -726,6 +728,13 @@ def _decide_small_sample(result: ValidationResult) -> None:
 def share_text(fraction: float) -> str:
     """A percentage that keeps one flipped sign in millions visible (not ``0.000%``)."""
     return f"{100 * fraction:.3g}%"
+
+
+def checked_on(result: ValidationResult) -> str:
+    """Which samples the layers were checked on, e.g. "checked on sample 3 of 64" (0-based)."""
+    picked = result.localized_samples
+    which = f"sample {picked[0]}" if len(picked) == 1 else f"samples {', '.join(map(str, picked))}"
+    return f"checked on {which} of {result.samples}, counted from 0"
 
 
 def _fault_line(first: LayerReport) -> str:

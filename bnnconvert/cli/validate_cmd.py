@@ -96,7 +96,7 @@ def validate(
         lines += [f"  {note}" for note in result.notes]
         lines += [f"  not checked: {line}" for line in result.unchecked]
         if layers and result.layers:
-            lines += ["", *render_layers(result.layers)]
+            lines += ["", *render_layers(result)]
         output.stdout.print("\n".join(lines), markup=False, highlight=False)
     if result.verdict == PASS_TIES and result.passed:
         output.note(
