@@ -89,6 +89,8 @@ __all__ = ["KERNELS", "LayerReport", "ValidationResult", "quick_check", "validat
 
 PASS, PASS_TIES, FAIL, NOT_CHECKED = "pass", "pass (ties)", "fail", "not checked"
 KERAS, ONNX_RUNTIME = "Keras", "ONNX Runtime"
+RANDOM_INPUTS = "random uniform [0, 1) inputs"
+"""``quick_check``'s data when there is no test split and the model is not ImageNet-size."""
 """What computes the reference outputs (``ValidationResult.reference``)."""
 LOCALIZATION_SAMPLES = 4
 """Samples checked layer by layer (fewer when the model's activations are large)."""
@@ -394,12 +396,13 @@ def quick_check(
         fb_model = ir.read(flatbuffer)
         ir.check_declared_sizes(fb_model)  # inputs are made for it below
         input_shape = _single_input_shape(fb_model)
+        refused = None
         try:
-            x, y, source = load_data(None, test_data, fb_model, input_shape)
-        except UsageProblem:
+            x, y, source = load_data(None, test_data, fb_model, input_shape, samples=samples)
+        except UsageProblem as e:
+            refused = e if test_data is not None else None
             x = np.random.default_rng(0).uniform(0, 1, (samples, *input_shape))
-            x, y, source = x.astype(np.float32), None, "random uniform [0, 1) inputs"
-        x, y = x[:samples], (y[:samples] if y is not None else None)
+            x, y, source = x.astype(np.float32), None, RANDOM_INPUTS
         with InterpreterRun(flatbuffer, fb_model, x, kernel=kernel, workers=0) as run:
             model = _at_shape(keras_model, input_shape)
             reference_outputs = _reference_outputs(model, reference_run, x)
@@ -410,6 +413,8 @@ def quick_check(
             lossy=graph_is_lossy(fb_model), kernel=kernel,
         )  # fmt: skip
         result.data = source
+        if refused is not None:  # the user's test split: say why (without validate's advice)
+            result.unchecked.append(f"test split not used: {str(refused).split('; ')[0]}")
         result.reference = ONNX_RUNTIME if reference_run is not None else KERAS
         if result.lossy or not result.passed:
             _localize(result, model, fb_model, x, kernel)

@@ -17,6 +17,7 @@ from helpers import BUNDLED, relu_model
 from test_validate_faults import plant
 
 from bnnconvert import checkpoint, ir
+from bnnconvert.cli.main import run
 from bnnconvert.errors import FlatbufferProblem
 from bnnconvert.export import export
 from bnnconvert.validation.outputs import OutputPair
@@ -163,3 +164,21 @@ def test_a_fault_that_shows_in_few_samples_fails(tmp_path):
     assert (op.opcode, len(first), result.samples) == ("ADD", 4, 359)
     assert (result.verdict, result.samples_within_tolerance) == ("fail", 356 / 359)
     assert result.first_divergence.keras_layer == "block3_layer3_bn"
+
+
+def test_export_says_why_it_checked_random_inputs(tmp_path, capsys):
+    """A test split export cannot use (NaN in a sample) is named, and the check says random."""
+    ckpt = tmp_path / "digits"
+    ckpt.mkdir()
+    (ckpt / "model.keras").write_bytes((BUNDLED / "model.keras").read_bytes())
+    with np.load(BUNDLED / "test_split.npz") as split:
+        x, y = split["x"][:20].copy(), split["y"][:20]
+    x[2, 0, 0, 0] = np.nan
+    np.savez(ckpt / "test_split.npz", x=x, y=y)
+    assert run(["export", str(ckpt), "-o", str(tmp_path / "out")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "parity:" in line]
+    assert lines[0].startswith("  parity: pass: 8 samples (random inputs), ")
+    assert lines[1] == (
+        f"  parity: test split not used: {ckpt / 'test_split.npz'}: x holds NaN in 1 of 8 "
+        "samples (index 2)"
+    )

@@ -112,6 +112,7 @@ def export(
     from bnnconvert.convert import parse_input_shape
     from bnnconvert.export import export as run_export
     from bnnconvert.passes import OptimizeOptions
+    from bnnconvert.validate import RANDOM_INPUTS
 
     options = OptimizeOptions(
         float_weights=float_weights, int8_activations=int8_activations, calibration=calibration
@@ -166,8 +167,9 @@ def export(
             verdict = f"FAILED: {'; '.join(parity['failures'])} (run bnnconvert validate --layers)"
         top1 = parity["top1_agreement"]
         figures = f", top-1 agreement {top1:.0%}" if top1 is not None else ""
+        random = " (random inputs)" if parity["data"] == RANDOM_INPUTS else ""
         output.stdout.print(
-            f"  parity: {verdict}: {parity['samples']} samples{figures}, "
+            f"  parity: {verdict}: {parity['samples']} samples{random}{figures}, "
             f"max abs error {parity['max_abs_error']:.3g}",
             highlight=False,
         )
