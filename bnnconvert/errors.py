@@ -31,6 +31,7 @@ FLAGS = {
     "num_classes": "--num-classes",
     "trust_checkpoint": "--trust-checkpoint",
     "custom_objects": "--custom-objects",
+    "fail_on_ties": "--fail-on-ties",
 }
 """Python keyword argument -> the command-line flag that sets it."""
 

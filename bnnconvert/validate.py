@@ -763,5 +763,5 @@ def failure_line(result: ValidationResult) -> str:
     if first is not None and first.cause == "fault":
         line += f"; first divergence at Keras layer {first.keras_layer} ({', '.join(first.ops)})"
     elif result.verdict == PASS_TIES:
-        line += f"; differences only at ties ({result.tie_flips} sign flips), --fail-on-ties set"
+        line += f"; differences only at ties ({result.tie_flips} sign flips), fail_on_ties= set"
     return line

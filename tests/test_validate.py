@@ -8,8 +8,8 @@ from helpers import BUNDLED, randomize_batchnorm
 
 from bnnconvert import _tf, checkpoint, convert, ir, models, targets
 from bnnconvert.cli.main import run
-from bnnconvert.errors import CheckFailed
-from bnnconvert.validate import validate
+from bnnconvert.errors import CheckFailed, for_command_line
+from bnnconvert.validate import failure_line, validate
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +169,9 @@ def test_tie_flips_in_the_interpreter_are_localized_as_ties(tmp_path):
     assert result.tie_flips == first.tie_flips > 0
     strict = validate(tmp_path, path, kernel="indirect", fail_on_ties=True, **common)
     assert strict.verdict == "pass (ties)" and not strict.passed
+    ties_line = f"differences only at ties ({strict.tie_flips} sign flips)"
+    assert failure_line(strict).endswith(f"{ties_line}, fail_on_ties= set")
+    assert for_command_line(failure_line(strict)).endswith(f"{ties_line}, --fail-on-ties set")
     exact = validate(tmp_path, path, kernel="reference", **common)
     assert exact.verdict == "pass" and exact.max_abs_error < 1e-5
 
