@@ -87,6 +87,7 @@ VALUE = "value"
 THRESHOLD = "threshold-before-sign"
 SIGNS = "bitpacked-signs"
 UNKNOWN = "unknown"  # a tensor no Keras layer output is known to correspond to
+NAME_LIMIT = 50  # LCE cuts tensor names to this many characters (then adds a counter)
 
 _BITPACKING_OPS = (QUANTIZE, BINARY_CONV, BINARY_MAX_POOL)
 _TYPE_CASTS = ("QUANTIZE", "DEQUANTIZE")  # TFLite's float <-> int8 conversions
@@ -277,7 +278,7 @@ def layers_in_name(name: str, model_name: str, known: Iterable[str]) -> list[str
 
     Each ``;`` segment ``<model>/<layer>/...`` names a layer. The last segment
     may be cut by the converter: inside the op part it still names its layer;
-    cut inside the layer name (see :func:`layers_starting`) it counts only if
+    cut inside the layer name (see :func:`layers_cut_in_name`) it counts only if
     exactly one layer starts so.
     Anything after ``#`` (bnnconvert's renames) is ignored.
     """
@@ -290,7 +291,7 @@ def layers_in_name(name: str, model_name: str, known: Iterable[str]) -> list[str
             continue
         layer: str | None = parts[1] if parts[1] in known and len(parts) >= 3 else None
         if layer is None and k == len(segments) - 1:
-            starting = layers_cut_in_name(segment, model_name, known)
+            starting = layers_cut_in_name(name, model_name, known)
             layer = starting[0] if len(starting) == 1 else None
         if layer is not None and layer not in found:
             found.append(layer)
@@ -300,11 +301,18 @@ def layers_in_name(name: str, model_name: str, known: Iterable[str]) -> list[str
 def layers_cut_in_name(name: str, model_name: str, known: Iterable[str]) -> list[str]:
     """The layers a tensor name cut inside its layer name could stand for (none if not cut).
 
-    Only the last ``;`` segment can be cut: ``<model>/<start of a layer name>``
-    (see :func:`layers_starting`). Several layers sharing a long prefix make
-    such a name ambiguous; the mapping then goes by the graph's structure.
+    LCE cuts a tensor name to its first :data:`NAME_LIMIT` characters and
+    appends a counter to the later ones cut the same; only the last ``;``
+    segment can be cut: ``<model>/<start of a layer name>`` (see
+    :func:`layers_starting`). The counter is dropped first: it is no part of
+    a layer name even where it reads like one (``..._convolution_`` + ``1``
+    is not layer ``..._convolution_1``). Several layers sharing a long prefix
+    make such a name ambiguous; the mapping then goes by the graph's structure.
     """
-    parts = name.split(";")[-1].split("#")[0].split("/")
+    name = name.split("#")[0]
+    if len(name) > NAME_LIMIT and name[NAME_LIMIT:].isdigit():
+        name = name[:NAME_LIMIT]
+    parts = name.split(";")[-1].split("/")
     if len(parts) != 2 or parts[0] != model_name or not parts[1]:
         return []
     return layers_starting(parts[1], known)
@@ -500,7 +508,8 @@ class LayerMap:
         ``LceQuantize`` only a quantized layer. Failing that, an op of a reading
         layer's shape continues that layer (a batch norm's ``ADD`` after its
         ``MUL``). Unowned ops are looked through to the layers they read. A
-        name cut inside a layer name admits only the layers it starts.
+        name cut inside a layer name admits only the layers it starts and
+        their ancestors (a conv takes the name of the batch norm fused into it).
         """
         op, layers, graph = self.graph.operators[i], self.keras.layers, self.graph
         cut = [
@@ -508,7 +517,8 @@ class LayerMap:
             for t in op.outputs
             for n in layers_cut_in_name(graph.tensors[t].name, self.keras.model.name, layers)
         ]
-        possible = set(cut or layers)
+        # The name is its last fused layer's: the op computes that layer or one upstream.
+        possible = {a for n in cut for a in (n, *self.keras.ancestors(n, hops=3))} or set(layers)
         by_tensor = {t: name for name, t in self.outputs.items()}
         for t in op.outputs:
             if t in by_tensor:
