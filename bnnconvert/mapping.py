@@ -76,6 +76,7 @@ from bnnconvert.graph import (
     AFFINE_OPS,
     BINARY_CONV,
     BINARY_MAX_POOL,
+    DEQUANTIZE,
     KERNEL_OPS,
     MAX_POOL_OPS,
     QUANTIZE,
@@ -92,8 +93,9 @@ NAME_LIMIT = 50  # LCE cuts tensor names to this many characters (then adds a co
 _BITPACKING_OPS = (QUANTIZE, BINARY_CONV, BINARY_MAX_POOL)
 _TYPE_CASTS = ("QUANTIZE", "DEQUANTIZE")  # TFLite's float <-> int8 conversions
 # Ops that structure leaves unowned (no layer of their output's shape) belong to their
-# reader: a QUANTIZE of a graph input, a RESHAPE into a dense layer rebuilt as a 1x1 conv.
-_READER_OWNED = (*_TYPE_CASTS, "RESHAPE")
+# reader: a QUANTIZE of a graph input, a RESHAPE into a dense layer rebuilt as a 1x1 conv,
+# a conv's own padding; an LceDequantize (its reader's input signs, as +-1) always.
+_READER_OWNED = (*_TYPE_CASTS, "RESHAPE", "PAD", "PADV2", DEQUANTIZE)
 _SAME_VALUE_OPS = (*_TYPE_CASTS, "RESHAPE", "SQUEEZE")  # the value of their input, as is
 _IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
 
@@ -505,11 +507,13 @@ class LayerMap:
         input) it reads, in hops then Keras order, that has no op yet and can
         compute it: of the op's output shape unless the op bitpacks (a kernel
         op: as many elements), a batch norm only as ``MUL``/``ADD``/``SUB``, an
-        ``LceQuantize`` only a quantized layer. Failing that, an op of a reading
-        layer's shape continues that layer (a batch norm's ``ADD`` after its
-        ``MUL``). Unowned ops are looked through to the layers they read. A
-        name cut inside a layer name admits only the layers it starts and
-        their ancestors (a conv takes the name of the batch norm fused into it).
+        ``LceQuantize`` only a quantized layer. A batch norm's ``ADD`` after
+        its ``MUL`` continues it; failing all that, an op of a reading layer's
+        shape continues that layer. An ``LceDequantize`` (signs back to +-1,
+        the input quantizer of the layer reading it) is left to its reader.
+        Unowned ops are looked through to the layers they read. A name cut
+        inside a layer name admits only the layers it starts and their
+        ancestors (a conv takes the name of the batch norm fused into it).
         """
         op, layers, graph = self.graph.operators[i], self.keras.layers, self.graph
         cut = [
@@ -526,6 +530,9 @@ class LayerMap:
                 for candidate in [start, *self.keras.ancestors(start, hops=4)]:
                     if candidate in possible and can_own(layers[candidate], op.opcode):
                         return candidate
+        chained = self._batch_norm_continued(i)
+        if chained in possible:
+            return chained
         sources = self._sources(i)
         for s in sources:
             if s not in possible or s in self.inputs:
@@ -536,7 +543,7 @@ class LayerMap:
             opened = not any(self.graph.operators[j].opcode in KERNEL_OPS for j in ops)
             if is_quantized(layers[s]) and opened and can_own(layers[s], op.opcode):
                 return s
-        if op.opcode in _TYPE_CASTS:
+        if op.opcode in (*_TYPE_CASTS, DEQUANTIZE):
             return None
         output = op.outputs[0]
         bitpacks = graph.tensors[output].dtype == "int32" and op.opcode in _BITPACKING_OPS
@@ -559,6 +566,36 @@ class LayerMap:
             if fresh and eligible(name) and all(name in r for r in reach[1:]):
                 return name
         return next((s for s in sources if op.opcode not in KERNEL_OPS and eligible(s)), None)
+
+    def _batch_norm_continued(self, i: int) -> str | None:
+        """The batch norm whose ``MUL`` affine op ``i`` (its ``ADD``) continues, if it does.
+
+        Op ``i`` adds or multiplies a constant, has no fused activation (one that
+        has took the activation layer's name) and alone reads the output of an
+        affine op of a ``BatchNormalization``.
+        """
+        op, graph = self.graph.operators[i], self.graph
+        variable = [t for t in op.inputs if t >= 0 and not self.index.is_constant(t)]
+        if (
+            op.opcode not in AFFINE_OPS
+            or op.options.get("fused_activation_function", 0)
+            or len(variable) != 1
+            or len(variable) == len([t for t in op.inputs if t >= 0])
+        ):
+            return None
+        (t,) = variable
+        producer = self.index.producer(t)
+        if producer is None or graph.operators[producer].opcode not in AFFINE_OPS:
+            return None
+        bn = self.owner.get(producer)
+        if (
+            bn is None
+            or class_name(self.keras.layers[bn]) != "BatchNormalization"
+            or self.index.consumers(t) != [i]
+            or self.index.is_graph_output(t)
+        ):
+            return None
+        return bn
 
     def _sources(self, i: int) -> list[str]:
         """The layers (or graph inputs' layers) whose values op ``i`` reads, through unowned ops."""
@@ -725,9 +762,26 @@ class LayerMap:
                 layer = parents[0]
                 if fold is not None and operator.opcode == QUANTIZE:
                     layer = self._fold_layer(fold, op) or layer
+                layer = self._before_max_pools(layer, t)
                 if self._packs(layer, t):
                     self._set(t, layer, SIGNS, fold.flipped_channels if fold else ())
                 return
+
+    def _before_max_pools(self, layer: str, t: int) -> str:
+        """``layer``, or the layer before the max-pools ending at it whose signs ``t`` holds.
+
+        LCE moves a sign in front of a max-pool (they commute): a bconv's
+        bitpacked output named after the quantized layer after the pool holds
+        the signs of the pool's input.
+        """
+        kg = self.keras
+        while (
+            not self._packs(layer, t)
+            and "MaxPool" in class_name(kg.layers[layer])
+            and len(kg.inbound.get(layer, [])) == 1
+        ):
+            layer = kg.inbound[layer][0]
+        return layer
 
     def _packs(self, layer: str, t: int) -> bool:
         """Bitpacked tensor ``t`` holds as many words as ``layer``'s output's signs need."""
