@@ -263,10 +263,11 @@ def can_own(layer: Any, opcode: str) -> bool:
 def layers_starting(part: str, known: Iterable[str]) -> list[str]:
     """Keras layers whose names a cut tensor-name component could stand for.
 
-    LCE's converter cuts a long layer name to its first 40 characters and
-    appends a counter to keep tensor names unique (``<first 40 characters>2``),
-    so a component stands for the layers it starts, or, failing that, the
-    layers its text before the trailing digits starts.
+    LCE's converter cuts a tensor name to :data:`NAME_LIMIT` characters and
+    appends a counter to keep tensor names unique (``<cut name>2``), so a
+    component stands for the layers it starts, or, failing that, the layers
+    its text before the trailing digits starts (where the caller cannot tell
+    the counter apart: :func:`layers_cut_in_name` drops it first).
     """
     starting = [n for n in known if n.startswith(part)]
     stem = part.rstrip("0123456789")
