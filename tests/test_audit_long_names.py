@@ -14,8 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from helpers import slow_after_first
+from test_corpus import CASES
 
-from bnnconvert import _tf, ir
+from bnnconvert import _tf, convert, ir, passes, rewrites
+from bnnconvert.audit import audit
 from bnnconvert.errors import CheckFailed
 from bnnconvert.export import export
 from bnnconvert.models import randomize_batchnorm
@@ -139,3 +142,76 @@ def test_strict_passes(exports, naming) -> None:
     assert result.strict_passed is True
     assert result.model_path.name == "model.tflite"
     assert result.audit.to_dict()["summary"]["became_binary"] == 3
+
+
+def _corpus_audit(model, case):
+    """The audit of ``model`` converted as ``export`` converts ``case`` (tests/test_corpus.py)."""
+    model = convert.with_input_shape(model, case.convert_shape)
+    to_convert, done = rewrites.rewrite_for_lce(model) if case.rewrite else (model, [])
+    with _tf.quiet_native():  # LCE prints its grouped-conv complaint on fd 2
+        flatbuffer = _tf.lce().convert_keras_model(to_convert)
+    flatbuffer, _ = passes.optimize(flatbuffer)
+    return audit(model, rewrites.record(flatbuffer, done))
+
+
+LONG_HEAD, LONG_TAIL = "encoder_stage_one_residual_block_", "_" + "x" * 40
+
+
+def _long(name: str) -> str:
+    """A name unique only up to LCE's cut (the text after it is the same for all)."""
+    return LONG_HEAD + name + LONG_TAIL
+
+
+def _renamed(model):
+    """``model`` with every layer but its inputs named by :func:`_long`, same weights."""
+    config = model.get_config()
+    names = {layer["name"] for layer in config["layers"] if layer["class_name"] != "InputLayer"}
+
+    def walk(node):  # inbound nodes and output layers: [layer name, node, tensor, ...]
+        if isinstance(node, list) and node and isinstance(node[0], str) and node[0] in names:
+            return [_long(node[0]), *node[1:]]
+        return [walk(n) for n in node] if isinstance(node, list) else node
+
+    for layer in config["layers"]:
+        if layer["name"] in names:
+            layer["name"] = layer["config"]["name"] = _long(layer["name"])
+        layer["inbound_nodes"] = walk(layer["inbound_nodes"])
+    config["output_layers"] = walk(config["output_layers"])
+    lq = _tf.larq()
+    renamed = _tf.keras().Model.from_config(
+        config, custom_objects={**vars(lq.layers), **vars(lq.quantizers)}
+    )
+    renamed.set_weights(model.get_weights())
+    return renamed
+
+
+def _corpus_rows(result) -> tuple[list, ...]:
+    """The audit's findings, batch-norm outcomes and MACs per layer, under short names."""
+
+    def short(name: str) -> str:
+        return name.removeprefix(LONG_HEAD).removesuffix(LONG_TAIL)
+
+    return (
+        [(short(q.name), q.became, q.binary) for q in result.quantized],
+        sorted((short(d.layer), d.code, d.severity) for d in result.diagnostics),
+        [(short(b.name), b.outcome) for b in result.batch_norms],
+        [(short(m.name), m.macs) for m in result.layers],
+        result.unmapped_ops,
+    )
+
+
+CORPUS = ["plain_bnn", "dorefa_activations", "grouped_32_and_16_per_group",
+          "transposed_conv_decoder", "binary_dense_heads_no_rewrite", "two_outputs"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", slow_after_first(CORPUS))
+def test_corpus_case_with_long_names_audits_as_with_short(name) -> None:
+    """Every finding, batch-norm outcome and MAC count of a corpus case survives the cut names."""
+    case = CASES[name]
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(case.input_shape, name="x")
+    model = keras.Model(inp, case.body(inp), name=name)
+    randomize_batchnorm(model, seed=3)
+    short = _corpus_rows(_corpus_audit(model, case))
+    assert _corpus_rows(_corpus_audit(_renamed(model), case)) == short
