@@ -126,14 +126,14 @@ class InterpreterRun:
             raise UsageProblem(f"Expected a worker count of at least 0, got {workers}")
         self.workers = min(workers, len(x))
         self.report = progress or (lambda done, total: None)
-        self.folder = Path()
+        self._folder: Path | None = None  # made on entering
         self.procs: list[subprocess.Popen[bytes]] = []
         self.selector: selectors.BaseSelector | None = None
         self.outputs: dict[int, list[np.ndarray]] = {}
         self.here: Any = None  # this process's interpreter, made on first use
 
     def __enter__(self) -> InterpreterRun:
-        self.folder = Path(tempfile.mkdtemp(prefix="bnnconvert-validate-"))
+        self._folder = Path(tempfile.mkdtemp(prefix="bnnconvert-validate-"))
         (self.folder / "next").write_bytes((0).to_bytes(8, "little"))
         if self.workers < 1 or len(self.x) < _PARALLEL_MIN_SAMPLES:
             return self
@@ -156,7 +156,15 @@ class InterpreterRun:
             proc.wait()
         if self.selector is not None:
             self.selector.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    @property
+    def folder(self) -> Path:
+        """The run's temporary folder (model, inputs, counter, outputs); exists once entered."""
+        if self._folder is None:
+            raise RuntimeError("InterpreterRun is used as a context manager: enter it first")
+        return self._folder
 
     @property
     def finished(self) -> bool:
