@@ -93,6 +93,18 @@ class LoadedCheckpoint:
         }
 
 
+def check_trust(trust: bool, custom_objects: str | Path | None) -> None:
+    """Refuse ``custom_objects`` without ``trust`` (checked before any cache can skip loading).
+
+    Raises:
+        UsageProblem: ``custom_objects`` given without ``trust``.
+    """
+    if custom_objects is not None and not trust:
+        raise UsageProblem(
+            "custom_objects= runs the given file's code: pass trust_checkpoint= with it"
+        )
+
+
 def load(
     path: str | Path,
     *,
@@ -122,10 +134,7 @@ def load(
         UsageProblem: ``custom_objects`` without ``trust``; a file over its size cap.
     """
     path = Path(path)
-    if custom_objects is not None and not trust:
-        raise UsageProblem(
-            "custom_objects= runs the given file's code: pass trust_checkpoint= with it"
-        )
+    check_trust(trust, custom_objects)
     if not path.exists():
         raise CheckpointProblem(f"{path}: no such file or directory; give a checkpoint path")
     if num_classes is not None:

@@ -281,6 +281,7 @@ def validate(
     from bnnconvert.checkpoint_files import side_file
 
     started = time.perf_counter()
+    checkpoint.check_trust(trust_checkpoint, custom_objects)  # even when the cache would hit
     if kernel not in KERNELS:
         raise UsageProblem(f"Expected kernel among {', '.join(KERNELS)}, got {kernel!r}")
     if samples is not None and samples < 1:

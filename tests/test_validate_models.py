@@ -17,7 +17,7 @@ from test_validate_faults import plant
 
 from bnnconvert import _tf, checkpoint, ir
 from bnnconvert.cli.main import run
-from bnnconvert.errors import CheckFailed
+from bnnconvert.errors import CheckFailed, UsageProblem
 from bnnconvert.export import export
 from bnnconvert.metadata import read_metadata
 from bnnconvert.models import randomize_batchnorm
@@ -306,3 +306,16 @@ def test_other_weights_are_another_checkpoint(tmp_path, monkeypatch):
         validate(other, exported.model_path, samples=16, data=data)
     assert str(caught.value) == expected
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # resaved's and other's
+
+
+def test_custom_objects_without_trust_is_refused_on_a_warm_cache_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNNCONVERT_CACHE", str(tmp_path / "cache"))
+    exported = export(BUNDLED, output_dir=tmp_path / "out", validate_samples=0)
+    assert validate(BUNDLED, exported.model_path, samples=8).keras_cache == "miss"
+    objects = tmp_path / "objects.py"
+    objects.write_text("")
+    with pytest.raises(UsageProblem) as caught:
+        validate(BUNDLED, exported.model_path, samples=8, custom_objects=objects)
+    assert str(caught.value) == (
+        "custom_objects= runs the given file's code: pass trust_checkpoint= with it"
+    )
