@@ -7,7 +7,7 @@ any working directory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +75,26 @@ def relu_model(shape: tuple[int, ...] = (1, 4), opcode: str = "RELU", name: str 
         outputs=[1],
     )
     return ir.write(ir.Model(subgraphs=[graph]))
+
+
+def renamed(model, rename: Callable[[str], str]):
+    """``model`` with every layer but its inputs named ``rename(name)``, same weights."""
+    config = model.get_config()
+    names = {layer["name"] for layer in config["layers"] if layer["class_name"] != "InputLayer"}
+
+    def walk(node):  # inbound nodes and output layers: [layer name, node, tensor, ...]
+        if isinstance(node, list) and node and isinstance(node[0], str) and node[0] in names:
+            return [rename(node[0]), *node[1:]]
+        return [walk(n) for n in node] if isinstance(node, list) else node
+
+    for layer in config["layers"]:
+        if layer["name"] in names:
+            layer["name"] = layer["config"]["name"] = rename(layer["name"])
+        layer["inbound_nodes"] = walk(layer["inbound_nodes"])
+    config["output_layers"] = walk(config["output_layers"])
+    lq = _tf.larq()
+    model_copy = _tf.keras().Model.from_config(
+        config, custom_objects={**vars(lq.layers), **vars(lq.quantizers)}
+    )
+    model_copy.set_weights(model.get_weights())
+    return model_copy

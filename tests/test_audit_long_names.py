@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from helpers import slow_after_first
+from helpers import renamed, slow_after_first
 from test_corpus import CASES
 
 from bnnconvert import _tf, convert, ir, passes, rewrites
@@ -162,29 +162,6 @@ def _long(name: str) -> str:
     return LONG_HEAD + name + LONG_TAIL
 
 
-def _renamed(model):
-    """``model`` with every layer but its inputs named by :func:`_long`, same weights."""
-    config = model.get_config()
-    names = {layer["name"] for layer in config["layers"] if layer["class_name"] != "InputLayer"}
-
-    def walk(node):  # inbound nodes and output layers: [layer name, node, tensor, ...]
-        if isinstance(node, list) and node and isinstance(node[0], str) and node[0] in names:
-            return [_long(node[0]), *node[1:]]
-        return [walk(n) for n in node] if isinstance(node, list) else node
-
-    for layer in config["layers"]:
-        if layer["name"] in names:
-            layer["name"] = layer["config"]["name"] = _long(layer["name"])
-        layer["inbound_nodes"] = walk(layer["inbound_nodes"])
-    config["output_layers"] = walk(config["output_layers"])
-    lq = _tf.larq()
-    renamed = _tf.keras().Model.from_config(
-        config, custom_objects={**vars(lq.layers), **vars(lq.quantizers)}
-    )
-    renamed.set_weights(model.get_weights())
-    return renamed
-
-
 def _corpus_rows(result) -> tuple[list, ...]:
     """The audit's findings, batch-norm outcomes and MACs per layer, under short names."""
 
@@ -214,4 +191,4 @@ def test_corpus_case_with_long_names_audits_as_with_short(name) -> None:
     model = keras.Model(inp, case.body(inp), name=name)
     randomize_batchnorm(model, seed=3)
     short = _corpus_rows(_corpus_audit(model, case))
-    assert _corpus_rows(_corpus_audit(_renamed(model), case)) == short
+    assert _corpus_rows(_corpus_audit(renamed(model, _long), case)) == short

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import slow_after_first
+from helpers import renamed, slow_after_first
 from test_validate_faults import replace_constant
 from test_validate_models import MODELS
 
@@ -152,29 +152,6 @@ def test_planted_fault_in_the_middle_binary_conv_is_named(variant, request, tmp_
     assert {r.keras_layer for r in result.layers if r.cause == "fault"} == {PREFIX + "block2_bconv"}
 
 
-def _renamed(model, prefix: str):
-    """``model`` with ``prefix`` before every layer name but its inputs', same weights."""
-    config = model.get_config()
-    names = {layer["name"] for layer in config["layers"] if layer["class_name"] != "InputLayer"}
-
-    def walk(node):  # inbound nodes and output layers: [layer name, node, tensor, ...]
-        if isinstance(node, list) and node and isinstance(node[0], str) and node[0] in names:
-            return [prefix + node[0], *node[1:]]
-        return [walk(n) for n in node] if isinstance(node, list) else node
-
-    for layer in config["layers"]:
-        if layer["name"] in names:
-            layer["name"] = layer["config"]["name"] = prefix + layer["name"]
-        layer["inbound_nodes"] = walk(layer["inbound_nodes"])
-    config["output_layers"] = walk(config["output_layers"])
-    lq = _tf.larq()
-    renamed = _tf.keras().Model.from_config(
-        config, custom_objects={**vars(lq.layers), **vars(lq.quantizers)}
-    )
-    renamed.set_weights(model.get_weights())
-    return renamed
-
-
 @pytest.fixture(scope="module", params=slow_after_first(["dorefa", "quant_dense", "two_outputs"]))
 def short_and_long(request, tmp_path_factory):
     """validate --layers rows (prefix removed) of one model saved with short and long names."""
@@ -183,7 +160,7 @@ def short_and_long(request, tmp_path_factory):
     randomize_batchnorm(short, 4)
     rows = {}
     for prefix in ("", PREFIX):
-        model = _renamed(short, prefix) if prefix else short
+        model = renamed(short, lambda name, p=prefix: p + name) if prefix else short
         folder = tmp_path_factory.mktemp(request.param)
         model.save(folder / "model.keras")
         x = np.random.default_rng(4).uniform(0, 1, (8, *model.input_shape[1:]))
