@@ -45,6 +45,17 @@ def test_workers_and_this_process_run_each_sample_once():
     assert progress == [(k, 40) for k in range(1, 41)]
 
 
+def test_wait_returns_every_sample_a_worker_has_announced():
+    """All of them at once, not one per call (a buffered readline() kept the rest back,
+    so the comparison, and localization with it, lagged behind the worker)."""
+    flatbuffer = relu_model((1, 4))
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    with InterpreterRun(flatbuffer, ir.read(flatbuffer), x, workers=1) as run:
+        assert run.procs[0].wait(timeout=60) == 0  # it ran every sample and exited
+        arrived = run.wait(0)
+        assert sorted(arrived) == list(range(30)) and run.finished
+
+
 def test_a_failing_worker_names_the_cause():
     flatbuffer = relu_model((1, 4), opcode="Foo")
     x = np.zeros((10, 4), np.float32)

@@ -130,6 +130,7 @@ class InterpreterRun:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.selector: selectors.BaseSelector | None = None
         self.outputs: dict[int, list[np.ndarray]] = {}
+        self._unread: list[bytes] = []  # per worker: the start of a line not yet complete
         self.here: Any = None  # this process's interpreter, made on first use
 
     def __enter__(self) -> InterpreterRun:
@@ -146,7 +147,8 @@ class InterpreterRun:
                 proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
             self.procs.append(proc)
             assert proc.stdout is not None
-            self.selector.register(proc.stdout, selectors.EVENT_READ, k)
+            self.selector.register(proc.stdout.fileno(), selectors.EVENT_READ, k)
+            self._unread.append(b"")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -212,15 +214,20 @@ class InterpreterRun:
             return []
         arrived = []
         for key, _ in self.selector.select(timeout):
-            line = key.fileobj.readline()  # type: ignore[union-attr]
-            if not line:
-                self.selector.unregister(key.fileobj)
-                self._check_exit(key.data)
+            k = key.data
+            # Everything the worker has written: a buffered readline() would leave
+            # lines in its buffer, which select() does not see.
+            chunk = os.read(key.fd, 1 << 16)
+            if not chunk:
+                self.selector.unregister(key.fd)
+                self._check_exit(k)
                 continue
-            i = int(line)
-            with np.load(self.folder / f"{i}.npz") as saved:
-                self._arrived(i, [saved[f"arr_{k}"] for k in range(len(saved.files))])
-            arrived.append(i)
+            *lines, self._unread[k] = (self._unread[k] + chunk).split(b"\n")
+            for line in lines:
+                i = int(line)
+                with np.load(self.folder / f"{i}.npz") as saved:
+                    self._arrived(i, [saved[f"arr_{j}"] for j in range(len(saved.files))])
+                arrived.append(i)
         return arrived
 
     def result(self, *, help_here: bool | None = None) -> list[np.ndarray]:
