@@ -6,8 +6,8 @@
 Builds BinaryDenseNet28 (224x224, 1000 classes; Keras weights seeded, batch
 norms randomised by ``models.randomize_batchnorm``), saves it as a ``.keras``
 checkpoint and exports it with LCE, then, for each sample count (photos
-with a little noise, which sit on sign ties: every run localizes), prints
-samples/s of:
+with a little noise, some of which sit on sign ties: from 64 samples on,
+every run localizes), prints samples/s of:
 
 1. ``validate`` end to end with a cold cache (loads the checkpoint, runs Keras
    and LCE's interpreter; the cache folder is emptied before each round) and
@@ -17,6 +17,10 @@ samples/s of:
    alone (one process, indirect kernel);
 3. the ceiling those parts allow on this machine for a cold run, Keras and the
    interpreter sharing every core perfectly: ``1 / (1/keras + 1/(cores * lce))``.
+   It leaves out a run's fixed work: loading the checkpoint, tracing Keras,
+   localizing (once per run, whatever the sample count);
+4. with several sample counts, the rates between consecutive counts, which
+   leave that fixed work out too, and the fixed seconds it implies.
 
 Each figure is the median of ``--repeats`` rounds; rounds interleave the rows
 (the machine is shared and noisy). ``--reference`` also compares the numpy
@@ -26,6 +30,7 @@ reference executor with LCE's interpreter on every tensor of one photo.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -46,6 +51,7 @@ KERAS = "Keras alone (batches of 16, all cores)"
 LCE = "LCE interpreter alone, 1 process, indirect kernel"
 COLD = "validate, cold cache (load checkpoint + Keras + LCE)"
 WARM = "validate, warm cache (LCE only)"
+CEILING = "ceiling"
 
 
 def seconds(fn: Callable[[], object]) -> float:
@@ -117,7 +123,8 @@ def measure(
     return rates, results
 
 
-def report(n: int, cores: int, rates: dict[str, list[float]], results) -> None:
+def report(n: int, cores: int, rates: dict[str, list[float]], results) -> dict[str, float]:
+    """Print one sample count's table; return its median samples/s, with the ceiling's."""
     median = {label: statistics.median(r) for label, r in rates.items()}
     keras_rate, lce_rate = median[KERAS], median[LCE]
     ceiling = 1.0 / (1.0 / keras_rate + 1.0 / (cores * lce_rate))
@@ -142,6 +149,34 @@ def report(n: int, cores: int, rates: dict[str, list[float]], results) -> None:
             f"  of its {result.seconds:.1f} s: Keras side {result.keras_seconds:.1f} s, "
             f"loading for and localizing {result.localization_seconds:.1f} s"
         )
+    return {**median, CEILING: ceiling}
+
+
+def report_marginal(medians: dict[int, dict[str, float]], localized: dict[int, bool]) -> None:
+    """The rate between consecutive sample counts, which leaves out a run's fixed work.
+
+    A run takes about ``fixed + n / rate``: loading the checkpoint, tracing
+    Keras and localizing (once, whatever the count) are the fixed part. Only
+    counts that both localized, or both did not, are paired.
+    """
+    counts = sorted(medians)
+    print("\n## Between sample counts (fixed work left out)\n")
+    print("| samples | cold samples/s | cold / ceiling | cold fixed s | warm samples/s | "
+          "warm / LCE | warm fixed s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for low, high in itertools.pairwise(counts):
+        row = [f"{low} -> {high}"]
+        if localized[low] != localized[high]:
+            print(f"| {row[0]} | (only {high if localized[high] else low} localized) |||||| ")
+            continue
+        for label, versus in ((COLD, CEILING), (WARM, LCE)):
+            seconds = {n: n / medians[n][label] for n in (low, high)}
+            rate = (high - low) / (seconds[high] - seconds[low])
+            bound = statistics.mean(medians[n][versus] for n in (low, high))
+            fixed = seconds[high] - high / rate
+            ratio = f"{rate / bound:.0%}" if versus == CEILING else f"{rate / bound:.2f}x"
+            row += [f"{rate:.1f}", ratio, f"{fixed:.1f}"]
+        print("| " + " | ".join(row) + " |")
 
 
 def main() -> None:
@@ -161,6 +196,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     cores = len(os.sched_getaffinity(0))
     print(f"BinaryDenseNet28 224x224, {cores} cores")
+    medians: dict[int, dict[str, float]] = {}
+    localized: dict[int, bool] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         ckpt = folder / "bdn28.keras"
@@ -172,7 +209,10 @@ def main() -> None:
             )  # fmt: skip
             keras_predict(keras_model, x[:16])  # trace once
             rates, results = measure(keras_model, ckpt, flatbuffer, x, folder, args.repeats)
-            report(n, cores, rates, results)
+            medians[n] = report(n, cores, rates, results)
+            localized[n] = bool(results[COLD].localized_samples)
+    if len(medians) > 1:
+        report_marginal(medians, localized)
     if args.reference:
         print("\n" + reference_agreement(flatbuffer, photos[:1]))
 
