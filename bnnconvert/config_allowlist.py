@@ -252,7 +252,7 @@ _QUANTIZER_HINTS = (
     (("approx",), "ApproxSign", "approx_sign"),
     (("sign", "binar", "bnn"), "SteSign", "ste_sign"),
 )
-_TRUST = "or pass --trust-checkpoint if you trust where this file comes from"
+_TRUST = "or pass trust_checkpoint= if you trust where this file comes from"
 _REFUSED = f"refused: re-save it with stock Keras/Larq, {_TRUST}"
 _NEVER_RUN = (
     f"which bnnconvert never executes; rebuild it from built-in Keras/Larq layers, {_TRUST}"
@@ -595,7 +595,7 @@ class _Checker:
         )
 
 
-CUSTOM_OBJECTS_HINT = "--trust-checkpoint --custom-objects FILE.py"
+CUSTOM_OBJECTS_HINT = "trust_checkpoint= with custom_objects= FILE.py"
 
 
 def check_config(config: Any, source: str, trust_hint: str = CUSTOM_OBJECTS_HINT) -> None:

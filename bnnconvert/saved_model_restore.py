@@ -33,7 +33,7 @@ METADATA_NAME = "keras_metadata.pb"
 _GRAPH_MODELS = ("Functional", "Sequential")
 _TRUST = (
     "can only be loaded by running graphs stored in it; re-save it with tf-keras "
-    "model.save('model.keras'), or pass --trust-checkpoint if you trust where it comes from"
+    "model.save('model.keras'), or pass trust_checkpoint= if you trust where it comes from"
 )
 
 
@@ -100,7 +100,7 @@ def load_saved_model(folder: Path) -> Any:
     check_config(
         config,
         str(folder / METADATA_NAME),
-        "--trust-checkpoint (Keras then runs the layer's graph stored in the SavedModel)",
+        "trust_checkpoint= (Keras then runs the layer's graph stored in the SavedModel)",
     )
     for part in sorted((folder / "variables").glob("variables.*")):
         checkpoint_files.checked_file(

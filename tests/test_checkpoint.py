@@ -176,7 +176,7 @@ def test_untrusted_module_in_config_is_refused(tmp_path, small_model) -> None:
     assert str(refused.value) == (
         f"{tmp_path / 'evil.keras'}: layer 'stem_conv' attribute 'module': 'Conv2D' from "
         "module 'os', but Keras/Larq save it from 'keras.layers'; refused: re-save it with "
-        "stock Keras/Larq, or pass --trust-checkpoint if you trust where this file comes from"
+        "stock Keras/Larq, or pass trust_checkpoint= if you trust where this file comes from"
     )
 
 

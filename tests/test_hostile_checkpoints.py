@@ -349,8 +349,8 @@ def test_custom_objects_need_trust_and_register_the_users_function(suffix, tmp_p
         f"{path}: layer 'xnor1' attribute 'kernel_quantizer': quantizer function "
         "'xnor_weight_scale' is not a built-in Keras/Larq quantizer bnnconvert loads (custom "
         'code is never run); use the built-in lq.quantizers.MagnitudeAwareSign ("magnitude_'
-        'aware_sign"), or pass --trust-checkpoint --custom-objects FILE.py if you trust this '
-        "checkpoint"
+        'aware_sign"), or pass trust_checkpoint= with custom_objects= FILE.py if you trust '
+        "this checkpoint"
     )
     with pytest.raises(BnnConvertError, match="custom_objects= runs the given file's code"):
         checkpoint.load(path, custom_objects=module)
@@ -398,7 +398,7 @@ def test_subclassed_saved_model_needs_trust_and_then_converts_as_one_graph(tmp_p
     assert str(refused.value) == (
         f"{tmp_path / 'sm'}: a subclassed Keras model ('Net', not Functional or Sequential) "
         "can only be loaded by running graphs stored in it; re-save it with tf-keras "
-        "model.save('model.keras'), or pass --trust-checkpoint if you trust where it comes from"
+        "model.save('model.keras'), or pass trust_checkpoint= if you trust where it comes from"
     )
     loaded = checkpoint.load(tmp_path / "sm", trust=True)
     assert loaded.trusted and loaded.model.input_shape == (None, 4, 4, 2)
