@@ -629,6 +629,10 @@ def _localize(
 ) -> None:  # fmt: skip
     """Check every layer in isolation; on unexplained differences, look at the interpreter.
 
+    The layers are checked on the first differing samples (the first samples when
+    none differ) and, if those show no fault, on the differing sample farthest
+    from Keras (:attr:`OutputReport.farthest`) too.
+
     ``early``: a localization already run while the interpreter ran; used if it
     chose the same samples and the same tie check as the outputs now call for.
     """
@@ -641,8 +645,18 @@ def _localize(
         done = early
     else:
         done = _isolate(keras_model, fb_model, x, pick, kernel, tie_check=tie_check)
+    localized = done.pick[: done.found.samples]
+    # Ties in the first samples must not hide a fault that shows only later: the
+    # sample farthest from Keras is checked too.
+    farthest = sorted({o.farthest for o in result.outputs if o.farthest is not None})
+    farthest = [i for i in farthest if i not in localized]
+    if tie_check and farthest and not _finds_fault(done):
+        extra = _isolate(keras_model, fb_model, x, farthest, kernel, tie_check=True)
+        if _finds_fault(extra):
+            done, localized = extra, []
+        localized += extra.pick[: extra.found.samples]
     result.layers = done.found.layers
-    result.localized_samples = done.pick[: done.found.samples]
+    result.localized_samples = localized
     result.unchecked += done.found.notes
     result.first_divergence = done.found.first_fault
     first, note = done.ties
@@ -659,6 +673,12 @@ def _localize(
     elif note:
         result.notes.append(note)
     result.localization_seconds = time.perf_counter() - started
+
+
+def _finds_fault(done: _Isolated) -> bool:
+    """Whether a layer fails in isolation, or LCE's interpreter departs other than at ties."""
+    first = done.ties[0]
+    return done.found.first_fault is not None or (first is not None and first.cause != "ties")
 
 
 def _conclude(result: ValidationResult, *, fail_on_ties: bool) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import BUNDLED
 from test_validate import make_border_tie_bnn
-from test_validate_faults import plant
+from test_validate_faults import plant, replace_constant
 
 from bnnconvert import _tf, checkpoint, ir
 from bnnconvert.cli.main import run
@@ -225,6 +225,32 @@ def test_ties_pass_with_counts_and_a_real_fault_still_fails(tie_model, tmp_path,
     assert failed.first_divergence is not None and failed.first_divergence.keras_layer == dense
     with pytest.raises(CheckFailed, match=f"first divergence at Keras layer {dense} "):
         validate(tmp_path, broken, raise_on_fail=True, **common)
+
+
+def test_ties_in_the_first_samples_do_not_hide_a_fault_in_a_later_one(tie_model, tmp_path):
+    """Samples 0-4 differ only at ties; the planted fault shows only in sample 5.
+
+    The first four differing samples are localized and pass; the sample farthest
+    from Keras is checked too, and names the fault (this used to be "pass (ties)").
+    """
+    keras_model, flatbuffer = tie_model
+    x = np.random.default_rng(0).uniform(0, 1, (6, 16, 16, 3)).astype(np.float32)
+    x[:5, :, :, 2] = 0  # the fault below reads input channel 2 only
+    np.savez(tmp_path / "x.npz", x=x)
+    model = ir.read(flatbuffer)
+    graph = model.subgraphs[0]
+    (stem,) = [op for op in graph.operators if op.opcode == "CONV_2D"]
+    weights = ir.tensor_array(model, graph, stem.inputs[1]).copy()  # OHWI
+    weights[5, :, :, 2] += 1.0
+    replace_constant(model, stem, 1, weights)
+    path = tmp_path / "broken.tflite"
+    path.write_bytes(ir.write(model))
+    result = validate(tmp_path, path, data=tmp_path / "x.npz", keras_model=keras_model, workers=0)
+    assert result.outputs[0].mismatched == [0, 1, 2, 3, 4, 5]
+    assert result.verdict == "fail"
+    assert result.first_divergence.keras_layer == keras_model.layers[1].name  # the stem conv
+    assert result.localized_samples == [5]
+    assert result.notes[-1].endswith("cause: fault (checked on sample 5 of 6, counted from 0)")
 
 
 def test_an_op_the_reference_lacks_leaves_later_layers_unchecked(tmp_path):

@@ -100,6 +100,7 @@ class OutputReport:
     flatbuffer_accuracy: float | None = None
     failures: list[str] = field(default_factory=list)
     mismatched: list[int] = field(default_factory=list)
+    farthest: int | None = None  # the mismatched sample with the lowest cosine
     undecided: list[Undecided] = field(default_factory=list)
 
     @property
@@ -108,7 +109,7 @@ class OutputReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["mismatched"], data["undecided"]
+        del data["mismatched"], data["farthest"], data["undecided"]
         return data
 
 
@@ -208,6 +209,8 @@ def compare_output(
         samples_within_tolerance=float(within.mean()) if n else 1.0,
         mismatched=[int(i) for i in np.flatnonzero(~within)],
     )
+    if report.mismatched:
+        report.farthest = report.mismatched[int(np.argmin(cos[report.mismatched]))]
     if keras.ndim == 2 and keras.shape[1] > 1:
         _class_agreement(report, a, b, labels)
     allowed = LOSSY_TOP1_DISAGREEMENT_ALLOWED if lossy else TOP1_DISAGREEMENT_ALLOWED
