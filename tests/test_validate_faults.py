@@ -74,18 +74,25 @@ def replace_constant(model: ir.Model, op: ir.Operator, position: int, value: np.
     op.inputs[position] = new
 
 
+def flip_filter(model: ir.Model, op: ir.Operator) -> None:
+    """Flip every bit of output channel 5's filter of the ``LceBconv2d`` ``op``, in ``model``."""
+    filters = ir.tensor_array(model, model.subgraphs[0], op.inputs[1]).copy()
+    filters[5] = ~filters[5]
+    replace_constant(model, op, 1, filters)
+
+
 def plant(flatbuffer: bytes, fault: str, layer: str) -> bytes:
     """Break one thing of ``layer`` in the flatbuffer (see ``FAULTS``)."""
     model = ir.read(flatbuffer)
     graph = model.subgraphs[0]
-    if fault in ("filter", "multiplier"):
+    if fault == "filter":
+        flip_filter(model, _op(model, ("LceBconv2d",), layer))
+        return ir.write(model)
+    if fault == "multiplier":
         op = _op(model, ("LceBconv2d",), layer)
-        position = 1 if fault == "filter" else 2
+        position = 2
         value = ir.tensor_array(model, graph, op.inputs[position]).copy()
-        if fault == "filter":
-            value[5] = ~value[5]  # every bit of output channel 5's filter flipped
-        else:
-            value[5] *= 1.5
+        value[5] *= 1.5
     elif fault == "float_weight":
         op = _op(model, ("CONV_2D", "FULLY_CONNECTED"), layer)
         position = 1

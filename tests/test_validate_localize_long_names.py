@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import renamed, slow_after_first
-from test_validate_faults import replace_constant
+from test_validate_faults import flip_filter
 from test_validate_models import MODELS
 
 from bnnconvert import _tf, checkpoint, ir
@@ -139,9 +139,7 @@ def test_planted_fault_in_the_middle_binary_conv_is_named(variant, request, tmp_
     fb = ir.read(flatbuffer)
     graph = fb.subgraphs[0]
     middle = [op for op in graph.operators if op.opcode == "LceBconv2d"][1]
-    filters = ir.tensor_array(fb, graph, middle.inputs[1]).copy()
-    filters[5] = ~filters[5]  # every bit of output channel 5's filter flipped
-    replace_constant(fb, middle, 1, filters)
+    flip_filter(fb, middle)
     path = tmp_path / "broken.tflite"
     path.write_bytes(ir.write(fb))
     result = validate(folder, path, keras_model=model, workers=0)

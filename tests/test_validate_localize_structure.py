@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_validate_faults import replace_constant
+from test_validate_faults import flip_filter
 from test_validate_models import BINARY, quant_dense
 
 from bnnconvert import _tf, checkpoint, ir
@@ -85,9 +85,7 @@ def test_a_fault_in_the_last_binary_dense_filter_is_named(exported, tmp_path):
     fb = ir.read(flatbuffer)
     graph = fb.subgraphs[0]
     dense = [op for op in graph.operators if op.opcode == "LceBconv2d"][-1]
-    filters = ir.tensor_array(fb, graph, dense.inputs[1]).copy()
-    filters[5] = ~filters[5]  # every bit of output channel 5's filter flipped
-    replace_constant(fb, dense, 1, filters)
+    flip_filter(fb, dense)
     path = tmp_path / "broken.tflite"
     path.write_bytes(ir.write(fb))
     result = validate(folder, path, keras_model=model, workers=0)
