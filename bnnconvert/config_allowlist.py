@@ -322,6 +322,7 @@ class _Checker:
         return CheckpointProblem(f"{self.source}: layer {layer!r} attribute {attr!r}: {what}")
 
     def object(self, node: dict[str, Any], kind: Kind, layer: str, attr: str) -> None:
+        at_root = layer == _ROOT  # before ``layer`` becomes the node's own name
         class_name = node.get("class_name")
         module = node.get("module")
         registered = node.get("registered_name")
@@ -357,7 +358,7 @@ class _Checker:
                 self.config(value, kind, layer, attr)
             elif key == "inbound_nodes":
                 self.inbound(value, layer)
-            elif key == "compile_config" and layer == _ROOT:
+            elif key == "compile_config" and at_root:
                 continue  # loaded with compile=False: Keras never reads it
             elif key not in ("class_name", "module", "registered_name"):
                 self.value(value, key, layer, attr if kind is not LAYER else key)

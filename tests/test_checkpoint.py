@@ -43,6 +43,20 @@ def test_keras_file_round_trips(tmp_path, small_model, sample) -> None:
     _same_outputs(small_model, loaded.model, sample)
 
 
+@pytest.mark.parametrize("name", ["m.keras", "m.h5"])
+def test_a_model_saved_after_compile_loads(tmp_path, small_model, sample, name) -> None:
+    """The usual Larq workflow: compile, fit, save. The optimizer, loss and metrics in the
+    file are never deserialized (the model is loaded with compile=False), so they pass
+    (a named model's ``compile_config`` used to be refused as "a serialized 'Adam' object")."""
+    keras = _tf.keras()
+    model = keras.models.clone_model(small_model)
+    model.set_weights(small_model.get_weights())
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.save(tmp_path / name)
+    loaded = checkpoint.load(tmp_path / name)
+    _same_outputs(small_model, loaded.model, sample)
+
+
 def test_directory_with_exactly_one_file_round_trips(tmp_path, small_model, sample) -> None:
     small_model.save(tmp_path / "only.h5")
     loaded = checkpoint.load(tmp_path)
