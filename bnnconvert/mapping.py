@@ -48,7 +48,9 @@ How the mapping is found. LCE names activation tensors after the TensorFlow
 ops they came from, ``<model>/<layer>/<op>``; ops fused together get the
 names joined with ``;`` and names are cut at 50 characters. A ``LceBconv2d``
 is named through its input (its layer's input quantizer), because a bconv
-writing bitpacked output takes the *next* layer's name. Graph outputs
+writing bitpacked output takes the *next* layer's name; a sign shared by
+sibling layers (one ``LceQuantize`` read by several) is named after one of
+them only, so its readers go by their own output names. Graph outputs
 (``StatefulPartitionedCall:k``) are matched to Keras outputs through the
 signature (Keras output names) or the ``:k`` in their name; constants'
 names help where activations have none. Ops with no name left, or a name
@@ -453,9 +455,9 @@ class LayerMap:
         unnamed: list[int] = []
         for i, op in enumerate(graph.operators):
             if op.opcode == BINARY_CONV:
-                named = self._named(op.inputs[0])
-                if graph.tensors[op.outputs[0]].dtype != "int32":  # bitpacked: next layer's name
-                    named += [n for n in self._named(op.outputs[0]) if n not in named]
+                named = self._binary_conv_named(i)
+            elif op.opcode == DEQUANTIZE and self._shared_sign(op.inputs[0]):
+                named = []  # named after the shared sign: left to its reader
             else:
                 named = [n for t in op.outputs for n in self._named(t)]
             if not named:  # weights are sometimes named after their layer
@@ -495,6 +497,60 @@ class LayerMap:
                 (reader,) = readers
                 self._add(reader, i, False)  # type: ignore[arg-type]
                 self.owner[i] = reader  # type: ignore[assignment]
+
+    def _shared_sign(self, t: int) -> bool:
+        """Tensor ``t`` is an ``LceQuantize`` output read by several ops (one sign, many readers).
+
+        LCE emits one sign for quantized layers that read the same tensor with
+        the same sign, named after one of them: the name says nothing about
+        which layer each reader computes.
+        """
+        producer = self.index.producer(t) if t >= 0 else None
+        return (
+            producer is not None
+            and self.graph.operators[producer].opcode == QUANTIZE
+            and len(self.index.consumers(t)) > 1
+        )
+
+    def _binary_conv_named(self, i: int) -> list[str]:
+        """The layers an ``LceBconv2d``'s tensor names point at, the layer it computes first.
+
+        It is named through its input (its layer's input quantizer) because a
+        bitpacked output takes the next layer's name; a float output carries
+        its own layer's name (after the batch norm fused into it). A sign
+        shared by sibling layers is named after one of them only: then the op
+        computes the first sibling its output name names (float output; the
+        shared sign's name may follow) or the one upstream of the layer its
+        output name names (bitpacked output), else the one sibling whose
+        output its output fits; none if that leaves several (the structure
+        decides).
+        """
+        op, layers = self.graph.operators[i], self.keras.layers
+        output = op.outputs[0]
+        bitpacked = self.graph.tensors[output].dtype == "int32"
+        by_input, by_output = self._named(op.inputs[0]), self._named(output)
+        siblings = list(
+            dict.fromkeys(
+                s
+                for q in by_input
+                for p in self.keras.inbound.get(q, [])
+                for s in self.keras.outbound.get(p, [])
+                if can_own(layers[s], BINARY_CONV)
+            )
+        )
+        if not self._shared_sign(op.inputs[0]) or not siblings:
+            return list(dict.fromkeys(by_input + ([] if bitpacked else by_output)))
+        if bitpacked:
+            said = [s for s in siblings if any(s in self.keras.ancestors(n, 3) for n in by_output)]
+            fitting = [s for s in siblings if self._packs(s, output)]
+        else:
+            said = [n for n in by_output if n in siblings][:1]  # a sibling's sign may follow
+            fitting = [s for s in siblings if self._fits(s, output)]
+        own = said if len(said) == 1 else fitting if len(fitting) == 1 else []
+        if not own:
+            return []
+        others = [] if bitpacked else [n for n in by_output if n not in siblings]
+        return list(dict.fromkeys(own + others))
 
     def _owner_by_structure(self, i: int) -> str | None:
         """The layer op ``i`` computes when its name does not say (none, or cut to a prefix).
