@@ -67,7 +67,7 @@ def test_int8_edges_get_fake_quant_nodes_where_no_int8_layer_sits():
     )
     assert stats.rewrites == 0  # no float conv/dense: only the edges
     assert stats.details["input_range"] == {"layers": ["bn"], "range": [0.0, float(X.max())]}
-    assert stats.details["output_range"]["layer"] == "pool"
+    assert list(stats.details["output_ranges"]) == ["pool"]
     flatbuffer, _ = convert.convert(
         rebuilt, targets.target("arm64"), input_type="int8", output_type="int8"
     )
@@ -86,4 +86,30 @@ def test_edges_already_int8_get_no_extra_node():
     model = keras.Model(inp, x)
     _, stats = int8_activations.with_int8_float_layers(model, X, int8_input=True, int8_output=True)
     assert stats.rewrites == 2
-    assert "input_range" not in stats.details and "output_range" not in stats.details
+    assert "input_range" not in stats.details and "output_ranges" not in stats.details
+
+
+def test_each_output_of_a_two_output_model_gets_its_own_range():
+    """A feature map and logits: both come out int8, each with the range measured on it.
+
+    (The output range used to be measured on ``predict`` taken as one array: an
+    internal error for two outputs.)
+    """
+    keras = _tf.keras()
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inp)
+    features = keras.layers.BatchNormalization(name="features")(binary_conv()(x))
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    model = keras.Model(inp, [features, keras.layers.Dense(4, name="logits")(pooled)])
+    randomize_batchnorm(model, 1)
+    rebuilt, stats = int8_activations.with_int8_float_layers(model, X, int8_output=True)
+    feature_map, logits = model.predict(X, verbose=0)
+    assert stats.details["output_ranges"] == {
+        "features": [min(float(feature_map.min()), 0.0), max(float(feature_map.max()), 0.0)]
+    }  # the logits come from a wrapped dense layer: int8 already
+    assert stats.details["ranges"]["logits"][1] == [
+        min(float(logits.min()), 0.0), max(float(logits.max()), 0.0)
+    ]  # fmt: skip
+    flatbuffer, _ = convert.convert(rebuilt, targets.target("arm64"), output_type="int8")
+    graph = ir.read(flatbuffer).subgraphs[0]
+    assert [graph.tensors[t].dtype for t in graph.outputs] == ["int8", "int8"]

@@ -206,19 +206,19 @@ def _int8_at(layer: Any, wrapped: set[str]) -> bool:
     return layer.name in wrapped or is_fake_quant(layer)
 
 
-def io_layers(model: Any, wrapped: set[str]) -> tuple[list[str], str | None]:
-    """Layers that need a fake-quant node so the graph input / output comes out int8.
+def io_layers(model: Any, wrapped: set[str]) -> tuple[list[str], dict[int, str]]:
+    """Layers that need a fake-quant node so the graph input / outputs come out int8.
 
     Arguments:
-        model: the Keras model (one input, one output).
+        model: the Keras model (one input, any number of outputs).
         wrapped: names of the layers that get fake-quant nodes anyway.
 
     Returns:
         The consumers of the model input that are neither fake-quant nodes nor
-        wrapped (they get one on their input), and the layer producing the
-        output unless its output is int8 already: a fake-quant node, a wrapped
-        layer, or an activation right after one (TFLite has int8 kernels for
-        them).
+        wrapped (they get one on their input), and, by model output index, the
+        layer producing each output whose value is not int8 already (int8: a
+        fake-quant node, a wrapped layer, or an activation right after one;
+        TFLite has int8 kernels for them).
     """
     keras = _tf.keras()
     members = {layer.name for layer in model.layers}
@@ -229,13 +229,17 @@ def io_layers(model: Any, wrapped: set[str]) -> tuple[list[str], str | None]:
         if node.outbound_layer.name in members
     ]
     need_input = [c.name for c in consumers if not _int8_at(c, wrapped)]
-    producer = model.outputs[0]._keras_history.layer
     activations = (keras.layers.Activation, keras.layers.Softmax, keras.layers.ReLU)
-    before, _ = _neighbours(producer)
-    ends_int8 = _int8_at(producer, wrapped) or (
-        isinstance(producer, activations) and len(before) == 1 and _int8_at(before[0], wrapped)
-    )
-    return need_input, None if ends_int8 else producer.name
+    need_output = {}
+    for k, output in enumerate(model.outputs):
+        producer = output._keras_history.layer
+        before, _ = _neighbours(producer)
+        ends_int8 = _int8_at(producer, wrapped) or (
+            isinstance(producer, activations) and len(before) == 1 and _int8_at(before[0], wrapped)
+        )
+        if not ends_int8:
+            need_output[k] = producer.name
+    return need_input, need_output
 
 
 def with_int8_float_layers(
@@ -260,10 +264,10 @@ def with_int8_float_layers(
     ranges = calibrate(model, x)
     need_input, need_output = io_layers(model, set(ranges))
     wrap_input = set(need_input) if int8_input else set()
-    wrap_output = need_output if int8_output else None
+    wrap_output = need_output if int8_output else {}
     own = own_fake_quant(model)
     stats = PassStats(NAME)
-    if not ranges and not wrap_input and wrap_output is None:
+    if not ranges and not wrap_input and not wrap_output:
         reason = "the model's own fake-quant nodes set its int8 ranges" if own else "nothing int8"
         stats.details = {
             "note": f"no float conv/dense layer left to calibrate ({reason}); model unchanged",
@@ -271,9 +275,14 @@ def with_int8_float_layers(
         }
         return model, stats
     input_range = _range(x)
-    output_range = (
-        _range(np.asarray(model.predict(x, batch_size=32, verbose=0))) if wrap_output else None
-    )
+    output_ranges: dict[str, tuple[float, float]] = {}
+    if wrap_output:
+        outputs = model.predict(x, batch_size=32, verbose=0)
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        for k, name in wrap_output.items():
+            lo, hi = _range(np.asarray(outputs[k]))
+            seen = output_ranges.get(name, (lo, hi))  # one layer may give two outputs
+            output_ranges[name] = (min(lo, seen[0]), max(hi, seen[1]))
     wrapper = _wrapper_class()
 
     def clone(layer: Any) -> Any:
@@ -281,8 +290,8 @@ def with_int8_float_layers(
         in_range, out_range = ranges.get(layer.name, (None, None))
         if layer.name in wrap_input:
             in_range = input_range
-        if layer.name == wrap_output:
-            out_range = output_range
+        if layer.name in output_ranges:
+            out_range = output_ranges[layer.name]
         if in_range is None and out_range is None:
             return fresh
         return wrapper(fresh, in_range, out_range)
@@ -297,6 +306,6 @@ def with_int8_float_layers(
     }
     if wrap_input:
         stats.details["input_range"] = {"layers": sorted(wrap_input), "range": list(input_range)}
-    if wrap_output:
-        stats.details["output_range"] = {"layer": wrap_output, "range": list(output_range)}
+    if output_ranges:
+        stats.details["output_ranges"] = {name: list(r) for name, r in output_ranges.items()}
     return rebuilt, stats
