@@ -421,18 +421,37 @@ def _reasons_not_binary(
     return reasons
 
 
-def _pad_value_notes(op: ir.Operator, graph: ir.Subgraph) -> tuple[str, str, str] | None:
+def _pad_value_notes(op: ir.Operator, graph: ir.Subgraph) -> tuple[str, str, str, str] | None:
+    """(code, severity, message, fix) of a zero-padded ``LceBconv2d``, or None.
+
+    LCE 0.16's optimized kernels correct zero padding only for a float output
+    without a fused activation (``bconv2d.cc``: otherwise only the reference
+    kernel, with an even number of input channels, runs the op).
+    """
     filt = graph.tensors[op.inputs[1]].shape
     spatial = len(filt) == 4 and (filt[1] > 1 or filt[2] > 1)
     same = ir.PADDING.get(int(op.options.get("padding", -1))) == "SAME"
-    if same and op.options.get("pad_values") == 0 and spatial:
+    if not (same and op.options.get("pad_values") == 0 and spatial):
+        return None
+    output = graph.tensors[op.outputs[0]].dtype
+    if output != "float32" or op.options.get("fused_activation_function", 0):
+        what = f"an {output} output" if output != "float32" else "a fused activation"
         return (
-            "pad-values-zero",
-            "pad_values=0 costs a padding correction; pad_values=1 is free "
-            "(SAME padding with zeros, which are not ±1, needs LCE to correct the border outputs)",
-            "set pad_values=1.0 on the QuantConv2D and fine-tune (border outputs change)",
+            "pad-values-zero-unsupported",
+            "error",
+            f"pad_values=0 with {what}: LCE's optimized binary kernels cannot run it "
+            "(they correct zero padding only for a float output without a fused activation); "
+            "the interpreter refuses the model",
+            "set pad_values=1.0 on the QuantConv2D and fine-tune (border outputs change), "
+            "or export without int8 activations",
         )
-    return None
+    return (
+        "pad-values-zero",
+        "info",
+        "pad_values=0 costs a padding correction; pad_values=1 is free "
+        "(SAME padding with zeros, which are not ±1, needs LCE to correct the border outputs)",
+        "set pad_values=1.0 on the QuantConv2D and fine-tune (border outputs change)",
+    )
 
 
 def _batch_norm_outcome(name: str, lm: LayerMap) -> BatchNormOutcome:
@@ -745,7 +764,7 @@ def audit(keras_model: Any, flatbuffer: bytes | ir.Model, *, back_end: str = "ar
                 if graph.operators[i].opcode == BINARY_CONV:
                     note = _pad_value_notes(graph.operators[i], graph)
                     if note:
-                        diagnostics.append(Diagnostic(note[0], "info", name, note[1], note[2]))
+                        diagnostics.append(Diagnostic(note[0], note[1], name, note[2], note[3]))
                         break
         if class_name(layer) == "BatchNormalization":
             outcome = _batch_norm_outcome(name, lm)

@@ -814,3 +814,35 @@ def test_batch_norm_line_says_what_became_of_every_batch_norm() -> None:
         describe_batch_norms(summary) == "12 (9 folded into sign thresholds, 3 left as float ops)"
     )
     assert describe_batch_norms({**summary, "batch_norms": 0, "batch_norms_folded": 0}) == "none"
+
+
+def test_a_zero_padded_binary_conv_with_an_int8_output_is_an_error(tmp_path) -> None:
+    """LCE's optimized kernels correct zero padding only for a float output. A feature
+    map made an int8 graph output gives the binary conv before it an int8 output: the
+    interpreter refuses the model, and the audit says so."""
+    from bnnconvert.export import export
+
+    def body(x):
+        keras = _tf.keras()
+        x = keras.layers.Conv2D(32, 3, padding="same", name="stem")(x)
+        return keras.layers.BatchNormalization(name="bn")(_qconv()(x))
+
+    _build(body, channels=3).save(tmp_path / "m.keras")
+    x = np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 3)).astype(np.float32)
+    np.savez(tmp_path / "calibration.npz", x=x)
+    common = {"target": "arm64", "validate_samples": 8}
+    floats = export(tmp_path / "m.keras", output_dir=tmp_path / "float", **common)
+    int8 = export(tmp_path / "m.keras", output_dir=tmp_path / "int8", int8_activations=True,
+                  calibration=tmp_path / "calibration.npz", output_type="int8",
+                  **common)  # fmt: skip
+    assert [(d.code, d.severity) for d in floats.audit.diagnostics if d.layer == "qc"] == [
+        ("pad-values-zero", "info")
+    ]
+    assert _errors(int8.audit) == {
+        "pad-values-zero-unsupported": "pad_values=0 with an int8 output: LCE's optimized binary "
+        "kernels cannot run it (they correct zero padding only for a float output without a "
+        "fused activation); the interpreter refuses the model"
+    }
+    assert floats.parity.passed
+    assert int8.parity.verdict == "not checked"
+    assert int8.parity.unchecked[0].startswith("parity not checked: LCE's interpreter cannot")

@@ -112,7 +112,7 @@ def export(
     from bnnconvert.convert import parse_input_shape
     from bnnconvert.export import export as run_export
     from bnnconvert.passes import OptimizeOptions
-    from bnnconvert.validate import RANDOM_INPUTS
+    from bnnconvert.validate import NOT_CHECKED, RANDOM_INPUTS
 
     options = OptimizeOptions(
         float_weights=float_weights, int8_activations=int8_activations, calibration=calibration
@@ -168,13 +168,14 @@ def export(
         top1 = parity["top1_agreement"]
         figures = f", top-1 agreement {top1:.0%}" if top1 is not None else ""
         random = " (random inputs)" if parity["data"] == RANDOM_INPUTS else ""
-        output.stdout.print(
-            f"  parity: {verdict}: {parity['samples']} samples{random}{figures}, "
-            f"max abs error {parity['max_abs_error']:.3g}",
-            highlight=False,
-        )
+        if parity["verdict"] != NOT_CHECKED:  # else the line below says why
+            output.stdout.print(
+                f"  parity: {verdict}: {parity['samples']} samples{random}{figures}, "
+                f"max abs error {parity['max_abs_error']:.3g}",
+                highlight=False,
+            )
         for line in parity["unchecked"]:
-            output.stdout.print(f"  parity: {line}", highlight=False)
+            output.stdout.print(f"  parity: {line.removeprefix('parity ')}", highlight=False)
         if parity.get("judged_by_layers"):
             output.stdout.print(f"  parity: {parity['judged_by_layers']}", highlight=False)
     output.stdout.print(
