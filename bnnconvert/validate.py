@@ -704,11 +704,19 @@ def _conclude(result: ValidationResult, *, fail_on_ties: bool) -> None:
             )
     elif result.failures and result.lossy:
         quantized = [r for r in result.layers if r.cause.endswith("quantization")]
+        values = [r for r in result.layers if r.max_abs_error > 0]
         if quantized:
             result.notes.append(
                 f"every layer is within its quantization tolerance in isolation; the "
                 f"difference comes from {quantized[0].cause} ({len(quantized)} layer(s), "
                 f"first {quantized[0].keras_layer})"
+            )
+        elif values:
+            worst = max(values, key=lambda r: r.max_rel_error)
+            result.notes.append(
+                f"every layer agrees with Keras within float tolerance in isolation (largest "
+                f"error {worst.max_rel_error:.2g} of its scale, at {worst.keras_layer}); the "
+                "lossy export's small per-layer errors add up to the difference"
             )
     elif result.failures and result.layers:
         result.notes.append(

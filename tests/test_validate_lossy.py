@@ -72,3 +72,26 @@ def test_lossy_allowance_below_50_samples_is_what_chance_gives_at_2_percent():
     assert report.undecided == []
     float_export = compare_output("scores", keras, ours, None, lossy=False)
     assert float_export.failures[0] == "top-1 agreement 91.67% (at most 0 of 48 may differ)"
+
+
+def test_a_lossy_failure_with_every_layer_within_float_tolerance_is_explained():
+    """fp16 weights: no layer exceeds even the float tolerance, yet top-1 differs too often.
+    The verdict says so, naming the layer with the largest isolated error (it used to
+    give no explanation at all)."""
+    from bnnconvert.validate import ValidationResult, _conclude
+    from bnnconvert.validation.localize import LayerReport
+
+    result = ValidationResult("m.tflite", "ckpt", "d.npz", 360, "indirect", "", False, lossy=True)
+    result.failures = ["top-1 agreement 97.22% (at most 7 of 360 may differ)"]
+    result.layers = [
+        LayerReport("stem", "Conv2D", "t0", "stem_bn", "value", ["CONV_2D"], 1e-4, 2e-5),
+        LayerReport("head", "Dense", "t9", "head", "value", ["FULLY_CONNECTED"], 3e-4, 6e-5),
+        LayerReport("b1", "QuantConv2D", "t3", "bn1", "bitpacked-signs", ["LceBconv2d"]),
+    ]
+    _conclude(result, fail_on_ties=False)
+    assert (result.verdict, result.passed) == ("fail", False)
+    assert result.notes == [
+        "every layer agrees with Keras within float tolerance in isolation (largest error "
+        "6e-05 of its scale, at head); the lossy export's small per-layer errors add up to "
+        "the difference"
+    ]
