@@ -109,6 +109,27 @@ def test_empty_data_is_refused(cli, bundled_export, tmp_path):
     _api_refuses(model, np.zeros((0, 32, 32, 1)), f"data= (array x): {tail}")
 
 
+def test_an_npz_without_x_names_the_arrays_it_holds(cli, bundled_export, digits, tmp_path):
+    npz = tmp_path / "keys.npz"
+    np.savez(npz, images=digits[0], labels=digits[1])
+    message = (
+        f"{npz}: expected an .npz with an array 'x' (and 'y'), found 'images', 'labels'; "
+        "save it with np.savez(path, x=inputs, y=labels)"
+    )
+    _refused(cli, bundled_export.model_path, npz, message)
+
+
+def test_a_folder_of_class_subfolders_says_they_are_not_read(cli, bundled_export, tmp_path):
+    (tmp_path / "images" / "seven").mkdir(parents=True)
+    (tmp_path / "images" / "seven" / "a.png").write_bytes(b"")
+    folder = tmp_path / "images"
+    message = (
+        f"{folder}: no images (.png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp) (subfolders, "
+        "like Keras's class/image layout, are not read); give a folder of images or an .npz"
+    )
+    _refused(cli, bundled_export.model_path, folder, message)
+
+
 @pytest.mark.parametrize(
     ("labels", "message"),
     [

@@ -158,6 +158,12 @@ def load_npz(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.n
     _check_npz_size(path)
     try:
         with np.load(path, allow_pickle=False) as arrays:
+            if "x" not in arrays:
+                found = ", ".join(repr(name) for name in arrays.files) or "no arrays"
+                raise UsageProblem(
+                    f"{path}: expected an .npz with an array 'x' (and 'y'), found {found}; "
+                    "save it with np.savez(path, x=inputs, y=labels)"
+                )
             x = np.asarray(arrays["x"], dtype=np.float32)
             y = np.asarray(arrays["y"]) if "y" in arrays else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
@@ -352,8 +358,11 @@ def _load_folder(folder: Path, fb_model: ir.Model, input_shape: tuple[int, ...])
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
+        inner = any(p.is_dir() for p in folder.iterdir())
+        where = " (subfolders, like Keras's class/image layout, are not read)" if inner else ""
         raise UsageProblem(
-            f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}); give a folder of images or an .npz"
+            f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}){where}; give a folder of images "
+            "or an .npz"
         )
     spec = _spec_for(fb_model, input_shape)
     images = []
