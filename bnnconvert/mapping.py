@@ -338,6 +338,10 @@ class LayerMap:
         self._aliases = self._rewrite_aliases(records)
         self.folds = self._fold_records(records)
         self.rewrites = records.get("quantdense_as_conv", [])
+        self._reshapes = {  # rewritten layer -> the names of its reshapes in and out
+            str(r.get("layer")): (str(r.get("reshape_in")), str(r.get("reshape_out")))
+            for r in self.rewrites
+        }
         self.layer_ops: dict[str, list[int]] = {}
         self.named: dict[str, bool] = {}
         self.owner: dict[int, str] = {}
@@ -460,6 +464,8 @@ class LayerMap:
                 named = []  # named after the shared sign: left to its reader
             else:
                 named = [n for t in op.outputs for n in self._named(t)]
+                if op.opcode != "RESHAPE":
+                    named = self._fused_reshapes_last(op.outputs, named)
             if not named:  # weights are sometimes named after their layer
                 named = [n for t in op.inputs if self.index.is_constant(t) for n in self._named(t)]
             if not named:
@@ -497,6 +503,40 @@ class LayerMap:
                 (reader,) = readers
                 self._add(reader, i, False)  # type: ignore[arg-type]
                 self.owner[i] = reader  # type: ignore[assignment]
+
+    def _fused_reshapes_last(self, tensors: list[int], named: list[str]) -> list[str]:
+        """``named`` with the layers named only by a rewrite's ``Reshape`` put last.
+
+        LCE fuses the ``Reshape`` that the ``QuantDense`` -> 1x1 conv rewrite
+        puts in front of (or after) the conv into the op next to it (a global
+        pooling's ``MEAN``), whose tensor then carries the dense layer's name
+        first (``<model>/<dense>/<dense>_to_1x1/Reshape;<model>/gap/Mean``); the
+        op computes the other layer.
+        """
+        model, known = self.keras.model.name, [*self.keras.layers, *self._aliases]
+        really: set[str] = set()
+        for t in tensors:
+            name = self.graph.tensors[t].name
+            for segment in name.split("#")[0].split(";"):
+                if not self._names_a_reshape(segment, cut=len(name) >= NAME_LIMIT):
+                    really.update(
+                        self._aliases.get(n, n) for n in layers_in_name(segment, model, known)
+                    )
+        return sorted(named, key=lambda n: n not in really)
+
+    def _names_a_reshape(self, segment: str, cut: bool) -> bool:
+        """Name segment ``<model>/<dense>/<reshape>/...`` is a rewrite's reshape.
+
+        ``cut``: the name may be cut inside the reshape's name (``<dense>_to_1``).
+        """
+        parts = segment.split("/")
+        if len(parts) < 3 or parts[0] != self.keras.model.name:
+            return False
+        layer, part = parts[1], parts[2]
+        return any(
+            r == part or (cut and len(parts) == 3 and len(part) > len(layer) and r.startswith(part))
+            for r in self._reshapes.get(layer, ())
+        )
 
     def _shared_sign(self, t: int) -> bool:
         """Tensor ``t`` is an ``LceQuantize`` output read by several ops (one sign, many readers).
