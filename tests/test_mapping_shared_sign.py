@@ -59,12 +59,29 @@ def _approx_and_swish():
     return keras.Model(inp, keras.layers.Dense(10, name="logits")(y), name="signs")
 
 
+def _chains():
+    """Two binary convs on one sign, each writing bitpacked signs for a binary conv after it."""
+    keras, lq = _tf.keras(), _tf.larq()
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(inp)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    ends = []
+    for b in "ab":
+        y = lq.layers.QuantConv2D(32, 3, name=f"branch_{b}", **BINARY)(x)
+        y = keras.layers.BatchNormalization(name=f"bn_{b}")(y)
+        y = lq.layers.QuantConv2D(32, 3, name=f"next_{b}", **BINARY)(y)
+        ends.append(keras.layers.BatchNormalization(name=f"bn2_{b}")(y))
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(keras.layers.Add(name="add")(ends))
+    return keras.Model(inp, keras.layers.Dense(10, name="logits")(y), name="bc")
+
+
 MODELS = {
     "float_then_binary": lambda: _siblings("fb", FLOAT_KERNEL, BINARY),
     "binary_then_float": lambda: _siblings("bf", BINARY, FLOAT_KERNEL),
     "two_binary": lambda: _siblings("bb", BINARY, BINARY),
     "two_binary_same_shape": lambda: _siblings("bs", BINARY, BINARY, b_size=3),
     "approx_and_swish": _approx_and_swish,
+    "two_binary_bitpacked": _chains,
 }
 
 
@@ -96,14 +113,21 @@ def exported(tmp_path_factory):
 
 
 def _bconvs_by_output_name(flatbuffer: bytes) -> dict[str, int]:
-    """Layer named in an ``LceBconv2d``'s output tensor -> op index (its own, not its input's)."""
+    """Layer an ``LceBconv2d``'s output tensor names -> op index (its own, not its input's).
+
+    A float output is named ``.../<layer>/QuantConv2D...``; a bitpacked one after
+    the sign of ``next_<x>``, the layer after ``branch_<x>``.
+    """
     graph = ir.read(flatbuffer).subgraphs[0]
     found = {}
     for i, op in enumerate(graph.operators):
         if op.opcode == "LceBconv2d":
             name = graph.tensors[op.outputs[0]].name
-            for layer in ("branch_a", "branch_b", "approx", "swish"):
-                if f"/{layer}/" in name.split(";")[-1] or f"/{layer}/QuantConv2D" in name:
+            bitpacked = graph.tensors[op.outputs[0]].dtype == "int32"
+            for layer in ("branch_a", "branch_b", "approx", "swish", "next_a", "next_b"):
+                if bitpacked and f"/{layer}/" in name:
+                    found.setdefault(layer.replace("next_", "branch_"), i)
+                elif f"/{layer}/QuantConv2D" in name or f"/{layer}/" in name.split(";")[-1]:
                     found.setdefault(layer, i)
     return found
 
@@ -130,6 +154,8 @@ def test_premise_one_sign_feeds_both_siblings(exported) -> None:
                         ("branch_b", ["LceBconv2d"], True, None)]),
         ("approx_and_swish", [("approx", ["LceBconv2d"], True, None),
                               ("swish", ["LceBconv2d"], True, None)]),
+        ("two_binary_bitpacked", [(n, ["LceBconv2d"], True, None)
+                                  for n in ("branch_a", "branch_b", "next_a", "next_b")]),
     ],
 )  # fmt: skip
 def test_audit_gives_each_sibling_its_own_op(exported, name, rows) -> None:
@@ -164,7 +190,7 @@ def test_strict_refuses_the_float_sibling(exported, name, stayed) -> None:
     assert set(macs[stayed]) == {"float"} and set(macs[owner]) == {"binary"}
 
 
-@pytest.mark.parametrize("name", ["two_binary", "two_binary_same_shape"])
+@pytest.mark.parametrize("name", ["two_binary", "two_binary_same_shape", "two_binary_bitpacked"])
 @pytest.mark.parametrize("broken", ["branch_a", "branch_b"])
 def test_planted_filter_fault_names_its_sibling(exported, tmp_path, name, broken) -> None:
     folder, model, flatbuffer, _ = exported(name)
