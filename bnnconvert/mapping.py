@@ -62,7 +62,9 @@ it). A tensor belongs to the most downstream Keras layer among those its op
 computes whose output shape it has (a reshape or int8 (de)quantization of a
 layer's value holds that value). Passes that change what a tensor means record
 it in the model (:mod:`bnnconvert.pass_records`), and so does the
-``QuantDense`` -> 1x1 conv rewrite; this module reads those records.
+``QuantDense`` -> 1x1 conv rewrite; this module reads those records (the
+rewrite's reshapes, fused by LCE into the op next to them, lend that op the
+dense layer's name: it still computes its own layer).
 """
 
 from __future__ import annotations
