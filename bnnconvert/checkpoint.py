@@ -97,8 +97,11 @@ def check_trust(trust: bool, custom_objects: str | Path | None) -> None:
     """Refuse ``custom_objects`` without ``trust`` (checked before any cache can skip loading).
 
     Raises:
-        UsageProblem: ``custom_objects`` given without ``trust``.
+        UsageProblem: ``trust`` not a bool (a string such as ``"false"`` must not turn on
+            unsafe loading); ``custom_objects`` given without ``trust``.
     """
+    if not isinstance(trust, bool):
+        raise UsageProblem(f"Expected trust_checkpoint= as True or False, got {trust!r}")
     if custom_objects is not None and not trust:
         raise UsageProblem(
             "custom_objects= runs the given file's code: pass trust_checkpoint= with it"

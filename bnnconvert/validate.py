@@ -313,7 +313,10 @@ def validate(
     lossy = lossy or exported_as_lossy(model_path) or graph_is_lossy(fb_model)
     key = None
     if use_cache and keras_model is None and ckpt_path.exists():
-        key = cache.entry_key(cache.checkpoint_digest(ckpt_path), data_digest(x), input_shape)
+        loading = cache.loading_digest(trust_checkpoint, custom_objects)
+        key = cache.entry_key(
+            cache.checkpoint_digest(ckpt_path), data_digest(x), input_shape, loading
+        )
 
     keras_started = time.perf_counter()
     cached = cache.load(key) if key else None

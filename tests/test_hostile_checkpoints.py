@@ -22,8 +22,10 @@ import pytest
 from bnnconvert import _tf, checkpoint
 from bnnconvert.checkpoint_files import MAX_CONFIG_BYTES
 from bnnconvert.cli.main import run
-from bnnconvert.errors import BnnConvertError, CheckpointProblem
+from bnnconvert.errors import BnnConvertError, CheckpointProblem, UsageProblem
+from bnnconvert.export import export as export_api
 from bnnconvert.h5_check import check_h5
+from bnnconvert.validate import validate as validate_api
 
 REFUSED = (
     "refused: re-save it with stock Keras/Larq, "
@@ -324,6 +326,37 @@ def test_lambda_model_loads_only_with_trust_checkpoint(lambda_keras, tmp_path, c
     assert (tmp_path / "trusted" / "model.tflite").is_file()
 
 
+def test_a_cached_trusted_run_does_not_let_an_untrusted_one_pass(
+    lambda_keras, tmp_path, capsys, monkeypatch
+) -> None:
+    """The Keras outputs of a trusted run are not read back without trust: the untrusted run
+    loads the checkpoint itself and is refused (it used to pass on the warm cache)."""
+    monkeypatch.setenv("BNNCONVERT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert run(["export", str(lambda_keras), "-o", str(out), "--trust-checkpoint"]) == 0
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 1)))
+    argv = ["validate", str(lambda_keras), str(out / "model.tflite"), "--data",
+            str(tmp_path / "x.npz")]  # fmt: skip
+    assert run([*argv, "--trust-checkpoint"]) == 0
+    capsys.readouterr()
+    assert run(argv) == 2
+    assert "a Lambda layer runs" in capsys.readouterr().err
+    assert validate_api(lambda_keras, out / "model.tflite", data=tmp_path / "x.npz",
+                        trust_checkpoint=True).keras_cache == "hit"  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["false", 1, None])
+def test_trust_checkpoint_must_be_a_bool(lambda_keras, tmp_path, value) -> None:
+    """A string "false" (read from a config file, say) must not turn on unsafe loading."""
+    message = f"Expected trust_checkpoint= as True or False, got {value!r}"
+    with pytest.raises(UsageProblem) as info:
+        checkpoint.load(lambda_keras, trust=value)
+    assert str(info.value) == message
+    with pytest.raises(UsageProblem, match="Expected trust_checkpoint= as True or False"):
+        export_api(lambda_keras, output_dir=tmp_path / "out", trust_checkpoint=value)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_custom_objects_need_trust_and_register_the_users_function(suffix, tmp_path) -> None:
     keras, lq, tf = _tf.keras(), _tf.larq(), _tf.tensorflow()
@@ -536,3 +569,16 @@ def test_graphs_keras_would_rebuild_forever_are_refused(
     assert code == 2
     assert reason in err and err.startswith(f"error: {path}: layer ")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cache_key_follows_the_custom_objects_files_code(tmp_path) -> None:
+    """Editing the custom objects file changes what the model computes: a new cache entry."""
+    from bnnconvert.validation.cache import entry_key, loading_digest
+
+    module = tmp_path / "quantizers.py"
+    module.write_text("def my_sign(x):\n    return x\n")
+    before = entry_key("ckpt", "data", (8, 8, 1), loading_digest(True, module))
+    module.write_text("def my_sign(x):\n    return -x\n")
+    after = entry_key("ckpt", "data", (8, 8, 1), loading_digest(True, module))
+    keys = {before, after, entry_key("ckpt", "data", (8, 8, 1), loading_digest(True, None))}
+    assert len(keys | {entry_key("ckpt", "data", (8, 8, 1), loading_digest(False, None))}) == 4

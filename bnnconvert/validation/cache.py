@@ -139,11 +139,31 @@ def _version(package: str) -> str:
         return "?"
 
 
-def entry_key(ckpt_digest: str, data_digest: str, input_shape: tuple[int, ...]) -> str:
-    """The cache key of one (checkpoint, data, input shape) under this TensorFlow and bnnconvert."""
+def entry_key(
+    ckpt_digest: str, data_digest: str, input_shape: tuple[int, ...], loading: str = "safe"
+) -> str:
+    """The cache key of one (checkpoint, data, input shape, way of loading) under this
+    TensorFlow and bnnconvert; ``loading``: :func:`loading_digest`."""
     code = [_version("tensorflow"), _version("bnnconvert"), source_digest(PACKAGE_ROOT)]
-    text = json.dumps([ckpt_digest, data_digest, list(input_shape), *code])
+    text = json.dumps([ckpt_digest, data_digest, list(input_shape), loading, *code])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def loading_digest(trust: bool, custom_objects: str | Path | None) -> str:
+    """How the checkpoint is loaded, for :func:`entry_key`: ``safe``, or ``trusted`` with
+    the sha256 of the custom objects file (its code defines what the model computes).
+
+    A trusted run's outputs are never read back by a safe run, which must load the
+    checkpoint, and be refused, itself.
+    """
+    if not trust:
+        return "safe"
+    if custom_objects is None:
+        return "trusted"
+    try:
+        return "trusted:" + hashlib.sha256(Path(custom_objects).read_bytes()).hexdigest()
+    except OSError:
+        return "trusted:unreadable"  # loading will say why
 
 
 def load(key: str) -> tuple[list[np.ndarray], KerasSummary] | None:
