@@ -79,7 +79,11 @@ def root_config(folder: Path) -> dict[str, Any]:
     if class_name not in _GRAPH_MODELS or not meta.get("is_graph_network"):
         raise CheckpointProblem(
             f"{folder}: a subclassed Keras model ({str(class_name)[:60]!r}, not Functional or "
-            f"Sequential) {_TRUST}"
+            "Sequential) can only be loaded by running graphs stored in it (as .keras, by "
+            "running its class's code); rebuild it as a Functional model "
+            "(keras.Model(inputs, outputs) of the same layers), copy the weights over and "
+            "save that with model.save('model.keras'), or pass trust_checkpoint= if you trust "
+            "where it comes from"
         )
     return _decode({"class_name": class_name, "config": meta.get("config")})
 

@@ -430,8 +430,10 @@ def test_subclassed_saved_model_needs_trust_and_then_converts_as_one_graph(tmp_p
         checkpoint.load(tmp_path / "sm")
     assert str(refused.value) == (
         f"{tmp_path / 'sm'}: a subclassed Keras model ('Net', not Functional or Sequential) "
-        "can only be loaded by running graphs stored in it; re-save it with tf-keras "
-        "model.save('model.keras'), or pass trust_checkpoint= if you trust where it comes from"
+        "can only be loaded by running graphs stored in it (as .keras, by running its class's "
+        "code); rebuild it as a Functional model (keras.Model(inputs, outputs) of the same "
+        "layers), copy the weights over and save that with model.save('model.keras'), or pass "
+        "trust_checkpoint= if you trust where it comes from"
     )
     loaded = checkpoint.load(tmp_path / "sm", trust=True)
     assert loaded.trusted and loaded.model.input_shape == (None, 4, 4, 2)
