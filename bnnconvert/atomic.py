@@ -88,19 +88,34 @@ def check_writable_dir(path: Path, files: Iterable[str] = ()) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    write_files({Path(path): data})
+
+
+def write_files(files: dict[Path, bytes]) -> None:
+    """Replace several files together: every one is written in full before any is renamed.
+
+    A write that fails (disk full, Ctrl-C) leaves every old file as it was, so
+    files that describe each other (a model and its report) never get mixed
+    from two runs. Renaming needs no space; only an interruption between the
+    renames could leave some new and some old.
+    """
+    written: list[tuple[str, Path]] = []
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            written.append((tmp, path))
+            os.chmod(tmp, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in written:
+            os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        for tmp, _ in written:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 

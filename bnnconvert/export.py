@@ -34,7 +34,7 @@ from bnnconvert import (
     targets,
 )
 from bnnconvert import rewrites as keras_rewrites
-from bnnconvert.atomic import check_writable_dir, describe_os_error, write_bytes, write_text
+from bnnconvert.atomic import check_writable_dir, describe_os_error, write_files
 from bnnconvert.checkpoint_files import side_file
 from bnnconvert.errors import OutputProblem
 from bnnconvert.json_report import report_json
@@ -463,10 +463,11 @@ def _with_metadata(
 
 
 def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
-    """Model first, then its reports; each replaced only by a complete file.
+    """The model and its reports, all written in full before any replaces an old file.
 
     Exactly one of ``model.tflite`` / ``model.rejected.tflite`` is left, so the
-    directory never pairs a report with a model from an earlier run.
+    directory never pairs a report with a model from an earlier run (nor, when a
+    write fails, a new model with the old reports).
     """
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -474,12 +475,14 @@ def _write_outputs(out: Path, flatbuffer: bytes, result: ExportResult) -> None:
         for name in _OUTPUT_NAMES:
             for stale in out.glob(f".{name}.*.tmp"):  # left by a killed export
                 stale.unlink()
-        write_bytes(result.model_path, flatbuffer)
+        report = report_json(result.to_dict()) + "\n"
+        write_files({
+            result.model_path: flatbuffer,
+            result.report_path: report.encode(),
+            out / export_report.MARKDOWN_NAME: export_markdown.render(result).encode(),
+        })  # fmt: skip
         for other in model_names:
             if out / other != result.model_path:
                 (out / other).unlink(missing_ok=True)
-        report = result.to_dict()
-        write_text(result.report_path, report_json(report) + "\n")
-        write_text(out / export_report.MARKDOWN_NAME, export_markdown.render(result))
     except OSError as e:
         raise OutputProblem(f"could not write to {out}: {describe_os_error(e)}") from e

@@ -167,6 +167,26 @@ def test_disk_full_during_export_is_one_line(tmp_path, monkeypatch, capsys) -> N
     assert not (tmp_path / "model.tflite").exists()
 
 
+def test_a_write_failing_after_the_model_keeps_the_last_export_whole(
+    tmp_path, monkeypatch
+) -> None:
+    """The disk fills up while the reports are written: the folder still holds the last
+    export's model and reports, not a new model beside the old reports."""
+    assert run(["export", str(BUNDLED), "-o", str(tmp_path), "--no-validate"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    calls: list[int] = []
+
+    def full_on_the_second_file(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full_on_the_second_file)
+    argv = ["export", str(BUNDLED), "-o", str(tmp_path), "--no-validate", "--no-optimize"]
+    assert run(argv) == 2
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def _a_file(tmp_path: Path) -> Path:
     path = tmp_path / "taken"
     path.write_text("x")
