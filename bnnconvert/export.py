@@ -36,7 +36,7 @@ from bnnconvert import (
 from bnnconvert import rewrites as keras_rewrites
 from bnnconvert.atomic import check_writable_dir, describe_os_error, write_files
 from bnnconvert.checkpoint_files import side_file
-from bnnconvert.errors import OutputProblem
+from bnnconvert.errors import OutputProblem, UsageProblem
 from bnnconvert.json_report import report_json
 from bnnconvert.passes import fold_sign_scale
 from bnnconvert.passes.int8_activations import own_fake_quant
@@ -243,7 +243,7 @@ def export(
     progress: Step | None = None,
     step: Step | None = None,
     strict: bool = False,
-    optimize: passes.OptimizeOptions | None = None,
+    optimize: passes.OptimizeOptions | bool | None = None,
     float_weights: str | None = None,
     int8_activations: bool | None = None,
     calibration: str | Path | None = None,
@@ -270,8 +270,9 @@ def export(
             (``step`` is its older name, kept for existing callers).
         strict: fail if a layer marked binary did not become a binary op; the
             reports are still written and the model as ``model.rejected.tflite``.
-        optimize: graph passes to run (default: the exact ones, see
-            :mod:`bnnconvert.passes`); export.json lists each under ``passes``.
+        optimize: graph passes to run (default or True: the exact ones, see
+            :mod:`bnnconvert.passes`; False: none, ``--no-optimize``); export.json
+            lists each under ``passes``.
         float_weights, int8_activations, calibration: set these fields of
             ``optimize`` (``--float-weights`` etc.): ``"fp32"``, ``"fp16"`` or
             ``"int8"`` float-weight storage; int8 float layers calibrated on the
@@ -310,10 +311,17 @@ def export(
         "int8_activations": int8_activations,
         "calibration": Path(calibration) if calibration is not None else None,
     }
+    if not isinstance(optimize, (passes.OptimizeOptions, bool, type(None))):
+        raise UsageProblem(
+            "Expected optimize= as True, False (--no-optimize) or a "
+            f"bnnconvert.passes.OptimizeOptions, got {optimize!r}"
+        )
     options = replace(  # checked here, before the slow steps
-        optimize or passes.OptimizeOptions(),
+        optimize if isinstance(optimize, passes.OptimizeOptions) else passes.OptimizeOptions(),
         **{name: value for name, value in overrides.items() if value is not None},
     )
+    if optimize is False:
+        options = options.with_raw_output()
     ckpt = Path(ckpt)
     out = Path(output_dir) if output_dir is not None else default_output_dir(ckpt, preset.name)
 

@@ -95,6 +95,19 @@ def test_export_errors_name_the_argument_of_each_surface(
     assert capsys.readouterr().err.strip() == "error: " + cli_message.format(tmp=tmp_path)
 
 
+def test_export_optimize_false_is_no_optimize_and_anything_else_is_refused(tmp_path) -> None:
+    """optimize=False used to be taken as the default (every pass ran), and a string
+    raised a raw TypeError."""
+    with pytest.raises(bnnconvert.BnnConvertError) as info:
+        bnnconvert.export(BUNDLED, output_dir=tmp_path / "out", optimize="none")
+    assert str(info.value) == (
+        "Expected optimize= as True, False (--no-optimize) or a "
+        "bnnconvert.passes.OptimizeOptions, got 'none'"
+    )
+    raw = bnnconvert.export(BUNDLED, output_dir=tmp_path / "raw", optimize=False, validate=False)
+    assert raw.passes == [] and raw.optimized_model_bytes == raw.lce_model_bytes
+
+
 def test_validate_samples_names_the_argument_of_each_surface(tmp_path, capsys) -> None:
     with pytest.raises(bnnconvert.BnnConvertError) as info:
         bnnconvert.validate(BUNDLED, tmp_path / "m.tflite", samples=0)
