@@ -78,9 +78,9 @@ def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
         clone = keras.models.clone_model(model, input_tensors=image)
         clone.set_weights(model.get_weights())
     except Exception as e:
-        raise UsageProblem(
-            f"The model cannot be rebuilt for input shape {shape} ({str(e).splitlines()[0][:200]})"
-        ) from e
+        text = str(e).strip()  # Keras's own texts may start with a blank line
+        reason = text.splitlines()[0][:200] if text else type(e).__name__
+        raise UsageProblem(f"The model cannot be rebuilt for input shape {shape} ({reason})") from e
     return clone
 
 
