@@ -167,9 +167,7 @@ def test_disk_full_during_export_is_one_line(tmp_path, monkeypatch, capsys) -> N
     assert not (tmp_path / "model.tflite").exists()
 
 
-def test_a_write_failing_after_the_model_keeps_the_last_export_whole(
-    tmp_path, monkeypatch
-) -> None:
+def test_a_write_failing_after_the_model_keeps_the_last_export_whole(tmp_path, monkeypatch) -> None:
     """The disk fills up while the reports are written: the folder still holds the last
     export's model and reports, not a new model beside the old reports."""
     assert run(["export", str(BUNDLED), "-o", str(tmp_path), "--no-validate"]) == 0
