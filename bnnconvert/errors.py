@@ -32,6 +32,13 @@ FLAGS = {
     "trust_checkpoint": "--trust-checkpoint",
     "custom_objects": "--custom-objects",
     "fail_on_ties": "--fail-on-ties",
+    "runs": "--runs",
+    "warmup": "--warmup",
+    "threads": "--threads",
+    "kernel": "--kernel",
+    "benchmark_binary": "--benchmark-binary",
+    "op_profiling": "--op-profiling",
+    "device": "--device",
 }
 """Python keyword argument -> the command-line flag that sets it."""
 

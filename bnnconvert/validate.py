@@ -283,7 +283,7 @@ def validate(
     started = time.perf_counter()
     checkpoint.check_trust(trust_checkpoint, custom_objects)  # even when the cache would hit
     if kernel not in KERNELS:
-        raise UsageProblem(f"Expected kernel among {', '.join(KERNELS)}, got {kernel!r}")
+        raise UsageProblem(f"Expected kernel= to be one of {', '.join(KERNELS)}, got {kernel!r}")
     if samples is not None and samples < 1:
         raise UsageProblem(f"Expected samples= of at least 1, got {samples}")
     model_path = Path(model_path)

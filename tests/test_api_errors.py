@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import BUNDLED
+from helpers import BUNDLED, relu_model
 
 import bnnconvert
 from bnnconvert.cli.main import run
@@ -203,3 +203,27 @@ def test_checkpoint_and_data_errors_name_the_argument_of_each_surface(
     assert str(info.value) == api_message.format(tmp=tmp_path)
     assert run([command, str(BUNDLED), *args, *argv(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: " + cli_message.format(tmp=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argv", "api_message"),
+    [
+        ({"runs": 0}, ["--runs", "0"], "Expected runs= of at least 1, got 0"),
+        ({"threads": 0}, ["--threads", "0"], "Expected threads= of at least 1, got 0"),
+        ({"device": "usb"}, ["--device", "usb"],
+         "Expected device= local, adb, adb:SERIAL or ssh://user@host[:port], got 'usb'"),
+        ({"op_profiling": True}, ["--op-profiling"],
+         "Per-op profiling needs lce_benchmark_model; LCE's Python interpreter has none: pass "
+         "benchmark_binary= PATH or drop op_profiling="),
+    ],
+)  # fmt: skip
+def test_bench_errors_name_the_argument_of_each_surface(
+    tmp_path, capsys, kwargs, argv, api_message
+) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(relu_model((1, 4)))
+    with pytest.raises(bnnconvert.BnnConvertError) as info:
+        bnnconvert.bench(model, **kwargs)
+    assert str(info.value) == api_message
+    assert run(["bench", str(model), *argv]) == 2
+    assert capsys.readouterr().err.strip() == "error: " + for_command_line(api_message)

@@ -110,7 +110,7 @@ def test_ssh_specs(spec, user, host, port):
     "spec", ["ssh://-oProxyCommand=x@h", "ssh://u@h;id", "ssh://u@h:99999", "ssh://", "ssh://u@-h"]
 )
 def test_bad_ssh_specs_are_usage_problems(spec):
-    with pytest.raises(UsageProblem, match=r"Expected --device ssh://user@host\[:port\]"):
+    with pytest.raises(UsageProblem, match=r"Expected device= ssh://user@host\[:port\]"):
         parse_ssh_spec(spec)
 
 
@@ -123,7 +123,7 @@ def test_device_specs():
         parse_adb_spec("adb:x;reboot")
     assert isinstance(open_device("local"), LocalDevice)
     assert isinstance(open_device("adb:abc"), AdbDevice)
-    with pytest.raises(UsageProblem, match=r"Expected --device local, adb, adb:SERIAL or ssh://"):
+    with pytest.raises(UsageProblem, match=r"Expected device= local, adb, adb:SERIAL or ssh://"):
         open_device("usb")
 
 
@@ -212,7 +212,7 @@ def test_adb_not_installed_is_one_line(tmp_path):
         ),
         pytest.param(
             "error: more than one device/emulator",
-            "adb: more than one device/emulator; pass --device adb:SERIAL (serials as "
+            "adb: more than one device/emulator; pass device= adb:SERIAL (serials as "
             "`adb devices` lists them)",
             id="two-phones",
         ),

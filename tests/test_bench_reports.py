@@ -181,7 +181,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, two_models):
         bench([tmp_path / "missing.tflite"])
     with pytest.raises(UsageProblem, match="Per-op profiling needs lce_benchmark_model"):
         bench(two_models, op_profiling=True)
-    with pytest.raises(UsageProblem, match="Expected --runs of at least 1, got 0"):
+    with pytest.raises(UsageProblem, match="Expected runs= of at least 1, got 0"):
         bench(two_models, runs=0)
     done = subprocess.run(
         [str(CLI), "bench", str(two_models[0]), "--device", "adb:x;reboot"],

@@ -243,24 +243,24 @@ def bench(
     if isinstance(models, (str, Path)):
         models = [models]
     if runs is not None and runs < 1:
-        raise UsageProblem(f"Expected --runs of at least 1, got {runs}")
+        raise UsageProblem(f"Expected runs= of at least 1, got {runs}")
     if warmup is not None and warmup < 0:
-        raise UsageProblem(f"Expected --warmup of 0 or more, got {warmup}")
+        raise UsageProblem(f"Expected warmup= of 0 or more, got {warmup}")
     if threads is not None and threads < 1:
-        raise UsageProblem(f"Expected --threads of at least 1, got {threads}")
+        raise UsageProblem(f"Expected threads= of at least 1, got {threads}")
     if kernel is not None and kernel not in KERNELS:
         raise UsageProblem(
-            f"Expected --kernel to be one of {', '.join(KERNELS)} for bench, got {kernel!r}"
+            f"Expected kernel= to be one of {', '.join(KERNELS)} for bench, got {kernel!r}"
         )
     if op_profiling and benchmark_binary is None and device == "local":
         raise UsageProblem(
             "Per-op profiling needs lce_benchmark_model; LCE's Python interpreter has none: "
-            "pass --benchmark-binary PATH or drop --op-profiling"
+            "pass benchmark_binary= PATH or drop op_profiling="
         )
     files = _model_files(models)
     binary = Path(benchmark_binary) if benchmark_binary is not None else None
     if binary is not None and not binary.is_file():
-        raise UsageProblem(f"Expected --benchmark-binary to be a file, got {str(binary)!r}")
+        raise UsageProblem(f"Expected benchmark_binary= to be a file, got {str(binary)!r}")
     if output_dir is not None:
         check_writable_dir(Path(output_dir))
 
@@ -283,7 +283,7 @@ def bench(
         if configs is None:
             configs = _default_configs(method, info.cores, threads, autotune, kernel, recorded)
         elif kernel is not None:
-            raise UsageProblem("Expected --kernel or explicit configurations, not both")
+            raise UsageProblem("Expected kernel= or explicit configurations, not both")
         result = BenchResult(
             device=info,
             method=method,

@@ -43,5 +43,5 @@ def open_device(
     if spec.startswith("ssh://"):
         return SshDevice(spec, ssh=ssh, identity_file=identity_file, known_hosts=known_hosts)
     raise UsageProblem(
-        f"Expected --device local, adb, adb:SERIAL or ssh://user@host[:port], got {spec!r}"
+        f"Expected device= local, adb, adb:SERIAL or ssh://user@host[:port], got {spec!r}"
     )

@@ -33,7 +33,7 @@ _PROBE_TIMEOUT = 60.0
 # adb's own messages for a device it cannot reach -> what to do about it.
 _ADB_HINTS = [
     ("no devices", "connect a phone with USB debugging on, then check `adb devices`"),
-    ("more than one device", "pass --device adb:SERIAL (serials as `adb devices` lists them)"),
+    ("more than one device", "pass device= adb:SERIAL (serials as `adb devices` lists them)"),
     ("not found", "check the serial against `adb devices`"),
     ("unauthorized", "unlock the phone and accept its 'Allow USB debugging' prompt"),
     ("offline", "reconnect the phone, or restart adb with `adb kill-server`"),
@@ -62,7 +62,7 @@ def parse_adb_spec(spec: str) -> str | None:
     serial = spec.removeprefix("adb:")
     if not spec.startswith("adb:") or not _SERIAL.fullmatch(serial):
         raise UsageProblem(
-            "Expected --device adb or adb:SERIAL (serials as `adb devices` lists them), "
+            "Expected device= adb or adb:SERIAL (serials as `adb devices` lists them), "
             f"got {spec!r}"
         )
     return serial

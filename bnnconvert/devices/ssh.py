@@ -54,8 +54,7 @@ def parse_ssh_spec(spec: str) -> SshTarget:
     m = _SPEC.fullmatch(spec)
     if not m or not 0 < int(m["port"] or 22) < 65536:
         raise UsageProblem(
-            "Expected --device ssh://user@host[:port] (e.g. ssh://pi@192.168.1.20:22), "
-            f"got {spec!r}"
+            f"Expected device= ssh://user@host[:port] (e.g. ssh://pi@192.168.1.20:22), got {spec!r}"
         )
     return SshTarget(m["user"], m["host"], int(m["port"] or 22))
 
