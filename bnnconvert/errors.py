@@ -87,9 +87,13 @@ class DeviceProblem(BnnConvertError):
 
 
 class CheckFailed(BnnConvertError):
-    """A check the user asked for ran and failed (parity, ``--strict``)."""
+    """A check the user asked for ran and failed (parity, ``--strict``).
+
+    ``result``: what the command produced anyway (export's ``ExportResult``), or None.
+    """
 
     exit_code = 1
+    result: object = None
 
 
 class OutputProblem(BnnConvertError):

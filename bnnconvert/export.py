@@ -300,7 +300,9 @@ def export(
 
     Raises:
         BnnConvertError: a one-line problem (bad checkpoint, conversion, output).
-        CheckFailed: ``strict`` and a layer marked binary stayed float.
+        CheckFailed: ``strict`` and a layer marked binary stayed float; its ``result``
+            is the :class:`ExportResult` (reports written, the model as
+            ``model.rejected.tflite``).
     """
     started = time.perf_counter()
     say = StepClock(progress or step)
@@ -429,6 +431,7 @@ def export(
     result.step_seconds = say.stop()
     _write_outputs(out, flatbuffer, result)
     if failure is not None:
+        failure.result = result  # the reports were written: callers can still use it
         raise failure
     return result
 

@@ -358,6 +358,17 @@ def test_strict_export_exits_1_naming_the_layers_and_ships_no_model(tmp_path, ca
     assert "**stayed float: float_in, qdense**" in (out / "export.md").read_text()
 
 
+def test_strict_export_with_json_prints_the_report_it_wrote(tmp_path, capsys) -> None:
+    """A script reading --json gets the report of a failed --strict export too."""
+    ckpt = _save(_mixed_model(), tmp_path)
+    out = tmp_path / "out"
+    argv = ["export", str(ckpt), "-o", str(out), "--strict", "--no-rewrite", "--json"]
+    assert run([*argv, "--no-validate"]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "export.json").read_text())
+    assert printed["strict"] == {"passed": False}
+
+
 def test_export_without_strict_writes_the_model_and_the_audit(tmp_path, capsys) -> None:
     ckpt = _save(_mixed_model(), tmp_path)
     out = tmp_path / "out"

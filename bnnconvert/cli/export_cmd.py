@@ -110,6 +110,7 @@ def export(
     """Convert a trained Larq checkpoint into an LCE flatbuffer and a report."""
     from bnnconvert.cli.audit_view import print_audit_summary
     from bnnconvert.convert import parse_input_shape
+    from bnnconvert.errors import CheckFailed
     from bnnconvert.export import export as run_export
     from bnnconvert.passes import OptimizeOptions
     from bnnconvert.validate import NOT_CHECKED, RANDOM_INPUTS
@@ -122,26 +123,31 @@ def export(
 
     shape = parse_input_shape(input_shape) if input_shape else None
     warn_if_trusted(trust_checkpoint)
-    with output.progress("Starting") as step:
-        result = run_export(
-            ckpt,
-            target=target,
-            output_dir=out,
-            input_shape=shape,
-            arch=arch,
-            num_classes=num_classes,
-            progress=step,
-            strict=strict,
-            optimize=options,
-            rewrite=not no_rewrite,
-            labels=labels,
-            preprocessing=preprocessing,
-            validate=not no_validate,
-            trust_checkpoint=trust_checkpoint,
-            custom_objects=custom_objects,
-            input_type=input_type,
-            output_type=output_type,
-        )
+    try:
+        with output.progress("Starting") as step:
+            result = run_export(
+                ckpt,
+                target=target,
+                output_dir=out,
+                input_shape=shape,
+                arch=arch,
+                num_classes=num_classes,
+                progress=step,
+                strict=strict,
+                optimize=options,
+                rewrite=not no_rewrite,
+                labels=labels,
+                preprocessing=preprocessing,
+                validate=not no_validate,
+                trust_checkpoint=trust_checkpoint,
+                custom_objects=custom_objects,
+                input_type=input_type,
+                output_type=output_type,
+            )
+    except CheckFailed as failed:  # --strict: the reports were written all the same
+        if as_json and failed.result is not None:
+            output.print_json(failed.result.to_dict())
+        raise
     if as_json:
         output.print_json(result.to_dict())
         return
