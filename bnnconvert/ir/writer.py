@@ -40,7 +40,7 @@ class _AlignedBufferT(fb.BufferT):
             builder.StartVector(1, n, _BUFFER_ALIGNMENT)
             builder.head -= n
             builder.Bytes[builder.head : builder.head + n] = self.payload
-            vector = builder.EndVector(n)
+            vector = builder.EndVector()
         fb.BufferStart(builder)
         if vector is not None:
             fb.BufferAddData(builder, vector)
