@@ -142,8 +142,18 @@ def load(
         raise CheckpointProblem(f"{path}: no such file or directory; give a checkpoint path")
     if num_classes is not None:
         _check_range("num_classes=", num_classes, MAX_CLASSES)
+        if arch is None:
+            raise UsageProblem(
+                "Expected num_classes= only together with arch= (a weights-only .h5); a full "
+                "checkpoint has its own classes: drop num_classes="
+            )
     test_data = side_file(path, TEST_SPLIT_NAME)
     if path.suffix.lower() == ".onnx":
+        if arch is not None:
+            raise UsageProblem(
+                "Expected arch= only for a weights-only .h5; an ONNX file holds its own "
+                "architecture: drop arch="
+            )
         from bnnconvert import onnx_import
 
         return onnx_import.load(path, test_data)

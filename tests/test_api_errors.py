@@ -227,3 +227,22 @@ def test_bench_errors_name_the_argument_of_each_surface(
     assert str(info.value) == api_message
     assert run(["bench", str(model), *argv]) == 2
     assert capsys.readouterr().err.strip() == "error: " + for_command_line(api_message)
+
+
+def test_arguments_that_would_be_ignored_are_refused(tmp_path, capsys) -> None:
+    """num_classes= without arch= and arch= on an ONNX file used to be ignored silently."""
+    onnx = BUNDLED.parent / "torch_digits" / "model.onnx"
+    for kwargs, argv, message in [
+        ({"num_classes": 5}, [str(BUNDLED), "--num-classes", "5"],
+         "Expected num_classes= only together with arch= (a weights-only .h5); a full "
+         "checkpoint has its own classes: drop num_classes="),
+        ({"arch": "binarydensenet28"}, [str(onnx), "--arch", "binarydensenet28"],
+         "Expected arch= only for a weights-only .h5; an ONNX file holds its own "
+         "architecture: drop arch="),
+    ]:  # fmt: skip
+        with pytest.raises(bnnconvert.BnnConvertError) as info:
+            bnnconvert.export(argv[0], output_dir=tmp_path / "out", **kwargs)
+        assert str(info.value) == message
+        assert run(["export", *argv, "-o", str(tmp_path / "out")]) == 2
+        assert capsys.readouterr().err.strip() == "error: " + for_command_line(message)
+    assert not (tmp_path / "out").exists()
