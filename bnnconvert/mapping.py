@@ -719,7 +719,9 @@ class LayerMap:
 
         It is named after the quantized layer whose input quantizer it is, but LCE
         moves the sign in front of a max-pool (which commutes with it): then the
-        binary max-pool's layer computes with it.
+        binary max-pool's layer computes with it. A sign shared by several
+        quantized layers stays with the one it is named after; the others take
+        part in it (it is their input quantizer too).
         """
         for i, op in enumerate(self.graph.operators):
             if op.opcode != QUANTIZE:
@@ -729,6 +731,10 @@ class LayerMap:
                 (reader,) = readers
                 self._add(reader, i, False)  # type: ignore[arg-type]
                 self.owner[i] = reader  # type: ignore[assignment]
+            elif len(readers) > 1:
+                for reader in sorted(r for r in readers if r is not None):
+                    if is_quantized(self.keras.layers[reader]):
+                        self._add(reader, i, False)
 
     def _continue_affine_chains(self) -> None:
         """A batch norm's MUL -> ADD, where the ADD took a following activation's name."""

@@ -164,6 +164,8 @@ def test_audit_gives_each_sibling_its_own_op(exported, name, rows) -> None:
     assert _quantized_rows(result) == rows
     assert result.unmapped_ops == []
     lm = map_layers(model, flatbuffer)
+    (sign,) = [i for i, op in enumerate(lm.graph.operators) if op.opcode == "LceQuantize"]
+    assert [n for n, m in lm.layers.items() if sign in m.ops] == [r[0] for r in rows[:2]]
     for layer, op in _bconvs_by_output_name(flatbuffer).items():
         assert lm.owner[op] == layer
         computing = [n for n, m in lm.layers.items() if op in m.ops]
