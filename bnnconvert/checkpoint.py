@@ -48,7 +48,7 @@ from bnnconvert.checkpoint_files import (
     side_file,
 )
 from bnnconvert.config_allowlist import check_config, check_loaded_model
-from bnnconvert.errors import CheckpointProblem, UsageProblem
+from bnnconvert.errors import CheckpointProblem, UsageProblem, first_line
 from bnnconvert.h5_check import check_h5
 from bnnconvert.saved_model_restore import METADATA_NAME, load_saved_model
 
@@ -208,7 +208,7 @@ def _keras_load(path: Path) -> Any:
         with _tf.keras_safe_mode():
             model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:
-        raise CheckpointProblem(f"{path}: Keras could not load it: {_first_line(e)}") from e
+        raise CheckpointProblem(f"{path}: Keras could not load it: {first_line(e)}") from e
     check_loaded_model(model, keras, lq, str(path))
     return model
 
@@ -268,7 +268,7 @@ def _keras_load_parts(path: Path, config: dict[str, Any], weights: Path) -> Any:
             )
         model.load_weights(str(weights))
     except Exception as e:
-        raise CheckpointProblem(f"{path}: Keras could not load it: {_first_line(e)}") from e
+        raise CheckpointProblem(f"{path}: Keras could not load it: {first_line(e)}") from e
     check_loaded_model(model, keras, lq, str(path))
     return model
 
@@ -325,7 +325,7 @@ def _custom_objects(file: Path) -> dict[str, Any]:
         spec.loader.exec_module(module)
     except Exception as e:
         raise UsageProblem(
-            f"{file}: importing it failed ({type(e).__name__}: {_first_line(e)})"
+            f"{file}: importing it failed ({type(e).__name__}: {first_line(e)})"
         ) from e
     return {
         key: value
@@ -356,7 +356,7 @@ def _load_trusted(path: Path, custom_objects: str | Path | None) -> Any:
             else "; if it names your own classes or functions, pass custom_objects= FILE.py"
         )
         raise CheckpointProblem(
-            f"{path}: Keras could not load it even with trust_checkpoint=: {_first_line(e)}{hint}"
+            f"{path}: Keras could not load it even with trust_checkpoint=: {first_line(e)}{hint}"
         ) from e
     return model if getattr(model, "_is_graph_network", True) else _as_functional(model, path)
 
@@ -373,7 +373,7 @@ def _serving_signature_model(path: Path) -> Any:
         saved = tf.saved_model.load(str(path))
     except Exception as e:
         raise CheckpointProblem(
-            f"{path}: TensorFlow could not load it even with trust_checkpoint=: {_first_line(e)}"
+            f"{path}: TensorFlow could not load it even with trust_checkpoint=: {first_line(e)}"
         ) from e
     signatures = dict(saved.signatures)
     fn = signatures.get("serving_default") or (
@@ -420,14 +420,6 @@ def _as_functional(model: Any, path: Path) -> Any:
         )
     inputs = keras.Input(shape=tensors[0].shape[1:], dtype=tensors[0].dtype)
     return keras.Model(inputs, model(inputs), name=model.name)
-
-
-def _first_line(error: Exception) -> str:
-    """The informative line of a Keras error (the cause, not the config dump before it)."""
-    text = str(error).strip()
-    _, found, cause = text.partition("Exception encountered:")
-    text = cause.strip() if found else text
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 
 # --- TF weights checkpoint + bnnconvert.json -----------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bnnconvert import _tf, ir
-from bnnconvert.errors import ConversionProblem, UsageProblem
+from bnnconvert.errors import ConversionProblem, UsageProblem, first_line
 from bnnconvert.io_quant import IO_TYPES
 from bnnconvert.targets import Target
 
@@ -78,9 +78,9 @@ def with_input_shape(model: Any, shape: Sequence[int] | None) -> Any:
         clone = keras.models.clone_model(model, input_tensors=image)
         clone.set_weights(model.get_weights())
     except Exception as e:
-        text = str(e).strip()  # Keras's own texts may start with a blank line
-        reason = text.splitlines()[0][:200] if text else type(e).__name__
-        raise UsageProblem(f"The model cannot be rebuilt for input shape {shape} ({reason})") from e
+        raise UsageProblem(
+            f"The model cannot be rebuilt for input shape {shape} ({first_line(e)})"
+        ) from e
     return clone
 
 

@@ -56,6 +56,19 @@ def for_command_line(message: str) -> str:
     return _ARGUMENT.sub(lambda match: FLAGS[match[1]], message)
 
 
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The informative first line of an exception's text, for one-line messages.
+
+    Keras's texts may start with a blank line or a config dump before
+    "Exception encountered:" (the cause follows it); an empty text gives the
+    exception's type name. At most ``limit`` characters.
+    """
+    text = str(error).strip()
+    _, found, cause = text.partition("Exception encountered:")
+    text = cause.strip() if found else text
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
 class BnnConvertError(Exception):
     """Base class: a problem the user can fix, described in one line."""
 

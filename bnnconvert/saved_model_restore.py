@@ -27,7 +27,7 @@ from typing import Any
 
 from bnnconvert import _tf, checkpoint_files, limits
 from bnnconvert.config_allowlist import check_config, check_loaded_model
-from bnnconvert.errors import CheckpointProblem
+from bnnconvert.errors import CheckpointProblem, first_line
 
 METADATA_NAME = "keras_metadata.pb"
 _GRAPH_MODELS = ("Functional", "Sequential")
@@ -118,7 +118,7 @@ def load_saved_model(folder: Path) -> Any:
     except Exception as e:
         raise CheckpointProblem(
             f"{folder}: Keras could not rebuild the model from its config "
-            f"({_first_line(e)}); re-save it with tf-keras"
+            f"({first_line(e)}); re-save it with tf-keras"
         ) from e
     prefix = folder / "variables" / "variables"
     try:
@@ -126,13 +126,8 @@ def load_saved_model(folder: Path) -> Any:
         status.assert_existing_objects_matched()
     except Exception as e:
         raise CheckpointProblem(
-            f"{prefix}: the variables do not fit the model's config ({_first_line(e)}); "
+            f"{prefix}: the variables do not fit the model's config ({first_line(e)}); "
             "re-save the model with tf-keras"
         ) from e
     check_loaded_model(model, keras, lq, str(folder))
     return model
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]

@@ -33,6 +33,7 @@ import numpy as np
 from bnnconvert import _tf
 from bnnconvert.audit import Diagnostic
 from bnnconvert.audit_padding import trimmed_padding
+from bnnconvert.errors import first_line
 from bnnconvert.onnx_import.errors import OnnxProblem
 from bnnconvert.onnx_import.graph import Graph, Node, layer_name
 
@@ -260,10 +261,10 @@ class KerasBuilder:
                 self.values[node.outputs[0]] = handler(node)
             except (ValueError, TypeError, IndexError, KeyError) as e:
                 # Keras refusing a shape or weight the checker let through
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else repr(e)
                 raise self.fail(
-                    node, f"could not be converted ({first})", "check its shapes and attributes"
-                ) from e
+                    node, f"could not be converted ({first_line(e)})",
+                    "check its shapes and attributes",
+                ) from e  # fmt: skip
         output = self.float_tensor(self.graph.output)
         model = self.keras.Model(self.input, output, name=self.name)
         return Built(model, self.findings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bnnconvert.errors import first_line
 from bnnconvert.limits import read_regular_file
 from bnnconvert.onnx_import.errors import OnnxProblem
 
@@ -45,7 +46,7 @@ def read_checked(path: Path) -> Any:
     try:
         model = onnx.load_model_from_string(data)
     except Exception as e:  # protobuf raises DecodeError and friends
-        raise OnnxProblem(f"{path}: not an ONNX model ({_first_line(e)}); re-export it") from e
+        raise OnnxProblem(f"{path}: not an ONNX model ({first_line(e)}); re-export it") from e
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise OnnxProblem(
             f"{path}: weights are stored in external files, which bnnconvert does not follow; "
@@ -68,7 +69,7 @@ def read_checked(path: Path) -> Any:
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as e:
         raise OnnxProblem(
-            f"{path}: the ONNX checker rejects it: {_first_line(e)}; re-export it"
+            f"{path}: the ONNX checker rejects it: {first_line(e)}; re-export it"
         ) from e
     inputs = _graph_inputs(model)
     if len(inputs) != 1 or len(model.graph.output) != 1:
@@ -129,12 +130,7 @@ def fold_constants(model: Any, path: Path) -> Any:
         )
     except Exception as e:
         raise OnnxProblem(
-            f"{path}: constant folding (onnxsim) failed: {_first_line(e)}; check the model "
+            f"{path}: constant folding (onnxsim) failed: {first_line(e)}; check the model "
             "in ONNX Runtime"
         ) from e
     return folded
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]

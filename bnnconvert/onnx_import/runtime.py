@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from bnnconvert.errors import first_line
 from bnnconvert.onnx_import.errors import OnnxProblem
 
 
@@ -61,13 +62,15 @@ class OnnxRuntimeReference:
             return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as e:
             if chw is None:
-                raise OnnxProblem(f"{self.path}: ONNX Runtime cannot run it: {_first(e)}") from e
+                raise OnnxProblem(
+                    f"{self.path}: ONNX Runtime cannot run it: {first_line(e)}"
+                ) from e
             raise self._resized_problem(chw, e) from e
 
     def _resized_problem(self, chw: tuple[int, ...], error: Exception) -> OnnxProblem:
         return OnnxProblem(
             f"{self.path}: ONNX Runtime cannot run it for (C, H, W) inputs {chw} "
-            f"({_first(error)}); validate at its own input size {self._own_chw}"
+            f"({first_line(error)}); validate at its own input size {self._own_chw}"
         )
 
     def _run(self, x_nchw: np.ndarray) -> np.ndarray:
@@ -91,9 +94,3 @@ class OnnxRuntimeReference:
         x = np.ascontiguousarray(np.asarray(x_nhwc, np.float32).transpose(0, 3, 1, 2))
         y = self._run(x)
         return y.transpose(0, 2, 3, 1) if y.ndim == 4 else y
-
-
-def _first(error: Exception) -> str:
-    """The first line of ``error``'s text (its repr if it has none), at most 300 characters."""
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else repr(error)
