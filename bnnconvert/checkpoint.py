@@ -350,11 +350,14 @@ def _load_trusted(path: Path, custom_objects: str | Path | None) -> Any:
                 path, compile=False, custom_objects=objects, safe_mode=False
             )
     except Exception as e:
-        hint = (
-            ""
-            if custom_objects is not None
-            else "; if it names your own classes or functions, pass custom_objects= FILE.py"
-        )
+        if custom_objects is None:
+            hint = "; if it names your own classes or functions, pass custom_objects= FILE.py"
+        else:
+            defined = ", ".join(sorted(objects)) or "no classes or functions"
+            hint = (
+                f"; {custom_objects} defines {defined}: does the checkpoint name one of its "
+                "own that the file lacks?"
+            )
         raise CheckpointProblem(
             f"{path}: Keras could not load it even with trust_checkpoint=: {first_line(e)}{hint}"
         ) from e

@@ -398,6 +398,13 @@ def test_custom_objects_need_trust_and_register_the_users_function(suffix, tmp_p
     loaded = checkpoint.load(path, trust=True, custom_objects=module)
     assert loaded.trusted
     assert loaded.model.get_layer("xnor1").kernel_quantizer.__name__ == "xnor_weight_scale"
+    lacking = tmp_path / "other_quantizers.py"
+    lacking.write_text("def other(x):\n    return x\n")
+    with pytest.raises(CheckpointProblem) as failed:
+        checkpoint.load(path, trust=True, custom_objects=lacking)
+    assert str(failed.value).endswith(
+        f"; {lacking} defines other: does the checkpoint name one of its own that the file lacks?"
+    )
 
 
 def test_subclassed_saved_model_needs_trust_and_then_converts_as_one_graph(tmp_path) -> None:
