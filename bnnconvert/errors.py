@@ -12,6 +12,7 @@ input_shape= ...``); the command line prints them through
 
 from __future__ import annotations
 
+import os
 import re
 
 FLAGS = {
@@ -67,6 +68,26 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     _, found, cause = text.partition("Exception encountered:")
     text = cause.strip() if found else text
     return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
+def check_whole_number(name: str, value: object) -> None:
+    """Refuse a value of argument ``name`` that is not an int (None passes: a default).
+
+    Raises:
+        UsageProblem: ``value`` is a str, float, bool, ...
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UsageProblem(f"Expected {name}= as a whole number, got {value!r}")
+
+
+def check_path(name: str, value: object) -> None:
+    """Refuse a value of argument ``name`` that is not a path (``str`` or ``os.PathLike``).
+
+    Raises:
+        UsageProblem: ``value`` is None, a number, ...
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageProblem(f"Expected {name}= as a file or folder path, got {value!r}")
 
 
 class BnnConvertError(Exception):

@@ -36,7 +36,7 @@ from bnnconvert import (
 from bnnconvert import rewrites as keras_rewrites
 from bnnconvert.atomic import check_writable_dir, describe_os_error, write_files
 from bnnconvert.checkpoint_files import side_file
-from bnnconvert.errors import OutputProblem, UsageProblem
+from bnnconvert.errors import OutputProblem, UsageProblem, check_path
 from bnnconvert.json_report import report_json
 from bnnconvert.passes import fold_sign_scale
 from bnnconvert.passes.int8_activations import own_fake_quant
@@ -324,6 +324,7 @@ def export(
     )
     if optimize is False:
         options = options.with_raw_output()
+    check_path("ckpt", ckpt)
     ckpt = Path(ckpt)
     out = Path(output_dir) if output_dir is not None else default_output_dir(ckpt, preset.name)
 

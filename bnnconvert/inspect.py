@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bnnconvert import ir, macs, metadata, tflite_metadata
-from bnnconvert.errors import FlatbufferProblem, UsageProblem
+from bnnconvert.errors import FlatbufferProblem, UsageProblem, check_path
 
 _ENUM_OPTIONS = {"padding": ir.PADDING, "fused_activation_function": ir.ACTIVATIONS}
 BINARY_WEIGHTS = "binary (bitpacked)"
@@ -154,6 +154,7 @@ class InspectResult(macs.MacsByKind):
 def _load(model: Path | str | bytes) -> tuple[str, bytes]:
     if isinstance(model, (bytes, bytearray, memoryview)):
         return "<bytes>", bytes(model)
+    check_path("model", model)
     path = Path(model)
     return str(path), ir.load_bytes(path)  # stat-checked, size-capped, identifier first
 

@@ -70,7 +70,14 @@ from typing import Any
 import numpy as np
 
 from bnnconvert import io_quant, ir
-from bnnconvert.errors import BnnConvertError, CheckFailed, FlatbufferProblem, UsageProblem
+from bnnconvert.errors import (
+    BnnConvertError,
+    CheckFailed,
+    FlatbufferProblem,
+    UsageProblem,
+    check_path,
+    check_whole_number,
+)
 from bnnconvert.validation import cache, localize, outputs
 from bnnconvert.validation.data import Data, data_digest, data_notes, load_data, range_notes
 from bnnconvert.validation.identity import check_origin
@@ -284,8 +291,11 @@ def validate(
     checkpoint.check_trust(trust_checkpoint, custom_objects)  # even when the cache would hit
     if kernel not in KERNELS:
         raise UsageProblem(f"Expected kernel= to be one of {', '.join(KERNELS)}, got {kernel!r}")
+    check_whole_number("samples", samples)
     if samples is not None and samples < 1:
         raise UsageProblem(f"Expected samples= of at least 1, got {samples}")
+    check_path("ckpt", ckpt)
+    check_path("model_path", model_path)
     model_path = Path(model_path)
     flatbuffer = ir.load_bytes(model_path)
     try:

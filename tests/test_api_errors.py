@@ -246,3 +246,23 @@ def test_arguments_that_would_be_ignored_are_refused(tmp_path, capsys) -> None:
         assert run(["export", *argv, "-o", str(tmp_path / "out")]) == 2
         assert capsys.readouterr().err.strip() == "error: " + for_command_line(message)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: bnnconvert.export(None), "Expected ckpt= as a file or folder path, got None"),
+        (lambda: bnnconvert.inspect(5), "Expected model= as a file or folder path, got 5"),
+        (lambda: bnnconvert.validate(BUNDLED, 5),
+         "Expected model_path= as a file or folder path, got 5"),
+        (lambda: bnnconvert.validate(BUNDLED, "m.tflite", samples="4"),
+         "Expected samples= as a whole number, got '4'"),
+        (lambda: bnnconvert.bench("m.tflite", runs="5"),
+         "Expected runs= as a whole number, got '5'"),
+    ],
+)  # fmt: skip
+def test_arguments_of_the_wrong_type_are_one_line(call, message) -> None:
+    """They used to raise raw TypeErrors from deep inside ('<' not supported ...)."""
+    with pytest.raises(bnnconvert.BnnConvertError) as info:
+        call()
+    assert str(info.value) == message

@@ -33,6 +33,7 @@ from bnnconvert.errors import (
     FlatbufferProblem,
     OutputProblem,
     UsageProblem,
+    check_whole_number,
 )
 from bnnconvert.limits import read_regular_file
 from bnnconvert.tflite_errors import cause, explain
@@ -242,6 +243,8 @@ def bench(
     say = progress or (lambda text: None)
     if isinstance(models, (str, Path)):
         models = [models]
+    for name, value in (("runs", runs), ("warmup", warmup), ("threads", threads)):
+        check_whole_number(name, value)
     if runs is not None and runs < 1:
         raise UsageProblem(f"Expected runs= of at least 1, got {runs}")
     if warmup is not None and warmup < 0:
