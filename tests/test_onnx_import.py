@@ -135,6 +135,29 @@ def test_custom_domain_op_is_refused_before_anything_runs(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("shape", "tail"),
+    [
+        ([1, 1, 64], "[1, 1, 64] float; expected a float image (N, C, H, W) with fixed C, H and "
+         "W: a 3-D input is not an image: bnnconvert converts 2-D conv nets only"),
+        (["N", C, "H", SIZE], f"['?', {C}, '?', {SIZE}] float; expected a float image (N, C, H, "
+         "W) with fixed C, H and W: export it with a fixed input size"),
+    ],
+)  # fmt: skip
+def test_an_input_that_is_not_a_fixed_image_says_what_it_is(tmp_path, shape, tail) -> None:
+    graph_proto = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="/relu")],
+        "not_an_image",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)])
+    path = _write(model, tmp_path / "m.onnx")
+    with pytest.raises(OnnxProblem) as error:
+        checkpoint.load(path)
+    assert str(error.value) == f"{path}: input 'x' is {tail}"
+
+
 def test_unsupported_op_names_node_op_and_what_to_do(tmp_path: Path) -> None:
     model = _model(
         [helper.make_node("Erf", ["x"], ["y"], name="/features/gelu/Erf")], [], ["N", C, SIZE, SIZE]

@@ -99,10 +99,16 @@ def input_shape(model: Any, path: Path) -> tuple[int, int, int, int]:
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
     if tensor.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4 or None in dims[1:]:
         shape = ["?" if d is None else d for d in dims]
+        if tensor.elem_type != onnx.TensorProto.FLOAT:
+            fix = "export it with a float input"
+        elif len(dims) != 4:
+            fix = f"a {len(dims)}-D input is not an image: bnnconvert converts 2-D conv nets only"
+        else:
+            fix = "export it with a fixed input size"
         raise OnnxProblem(
             f"{path}: input {graph_input.name!r} is {shape} "
             f"{onnx.TensorProto.DataType.Name(tensor.elem_type).lower()}; expected a float "
-            "image (N, C, H, W) with fixed C, H and W: export with a fixed input size"
+            f"image (N, C, H, W) with fixed C, H and W: {fix}"
         )
     return (1, int(dims[1]), int(dims[2]), int(dims[3]))
 
