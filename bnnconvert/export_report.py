@@ -14,6 +14,10 @@ MARKDOWN_NAME = "export.md"
 REJECTED_MODEL_NAME = "model.rejected.tflite"
 
 
+BINARY_BY_WEIGHTS = ("onnx-float-input",)
+"""Finding codes of layers whose weights say binary though no layer marked them so."""
+
+
 def strict_failure(report: AuditResult, out: Path) -> CheckFailed | None:
     """The ``--strict`` error if a layer marked binary stayed float, else None.
 
@@ -30,7 +34,9 @@ def strict_failure(report: AuditResult, out: Path) -> CheckFailed | None:
             f"were judged: {'; '.join(f'{d.code}: {d.message}' for d in found)}"
         )
     else:
-        stayed = report.stayed_float
+        stayed = [q.name for q in report.stayed_float]
+        by_weights = [d.layer for d in report.diagnostics if d.code in BINARY_BY_WEIGHTS]
+        stayed += [name for name in dict.fromkeys(by_weights) if name not in stayed]
         if not stayed:
             return None
         reasons: dict[str, list[str]] = {}
@@ -38,7 +44,7 @@ def strict_failure(report: AuditResult, out: Path) -> CheckFailed | None:
             if d.severity == "error" and d.code not in reasons.setdefault(d.layer, []):
                 reasons[d.layer].append(d.code)
         layers = ", ".join(
-            f"{q.name} ({', '.join(reasons.get(q.name) or ['unknown'])})" for q in stayed
+            f"{name} ({', '.join(reasons.get(name) or ['unknown'])})" for name in stayed
         )
         problem = f"{len(stayed)} layer(s) marked binary did not become LceBconv2d: {layers}"
     return CheckFailed(

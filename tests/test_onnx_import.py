@@ -272,3 +272,26 @@ def test_hand_written_graph_exports_binary_and_matches_onnx_runtime(
     assert all(q.binary for q in result.audit.quantized)
     assert "block.conv.Conv" in {q.name for q in result.audit.quantized}
     assert {d.code for d in result.audit.diagnostics if d.code.startswith("onnx-")} == findings
+
+
+def test_strict_refuses_a_conv_of_binary_weights_on_a_float_input(tmp_path: Path) -> None:
+    """Weights of ±α but no sign on the input: the conv stays float, and --strict says so
+    (it passed, while the Keras equivalent, no input quantizer, fails --strict)."""
+    from bnnconvert.errors import CheckFailed
+    from bnnconvert.export import export
+
+    signs = np.random.default_rng(0).choice([-0.5, 0.5], (C, C, 3, 3))
+    model = _model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="/features/conv", pads=[1, 1, 1, 1])],
+        [_const("w", signs)],
+        ["N", C, SIZE, SIZE],
+    )
+    path = _write(model, tmp_path / "float_input.onnx")
+    with pytest.raises(CheckFailed) as failed:
+        export(path, output_dir=tmp_path / "out", strict=True, validate=False)
+    assert str(failed.value).startswith(
+        "--strict: 1 layer(s) marked binary did not become LceBconv2d: features.conv "
+        "(onnx-float-input); "
+    )
+    loose = export(path, output_dir=tmp_path / "loose", validate=False)
+    assert [(d.code, d.severity) for d in loose.audit.diagnostics] == [("onnx-float-input", "error")]

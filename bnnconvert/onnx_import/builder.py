@@ -194,10 +194,12 @@ class KerasBuilder:
     def fail(self, node: Node, what: str, fix: str) -> OnnxProblem:
         return OnnxProblem(f"{self.source}: node {node.name!r} ({node.op}): {what}; {fix}")
 
-    def note(self, node: Node, code: str, message: str, fix: str = "") -> None:
+    def note(
+        self, node: Node, code: str, message: str, fix: str = "", severity: str = "info"
+    ) -> None:
         self.findings.append(
             Diagnostic(
-                code, "info", node.layer, f"ONNX node {node.name} ({node.op}): {message}", fix
+                code, severity, node.layer, f"ONNX node {node.name} ({node.op}): {message}", fix
             )
         )
 
@@ -376,6 +378,7 @@ class KerasBuilder:
                 "its weights are ±α per output channel but its input is not binarized, so it "
                 "stays a float CONV_2D",
                 "put a sign (torch.sign or the straight-through estimator) on its input",
+                severity="error",
             )
         if mode == "explicit":
             x = self.pad(x, pads, 0.0, f"{node.layer}.pad")
@@ -543,6 +546,7 @@ class KerasBuilder:
                     "its weights are ±α per output but its input is not binarized, so it stays "
                     "a float FULLY_CONNECTED",
                     "put a sign on its input",
+                    severity="error",
                 )
             layer = self.keras.layers.Dense(units, use_bias=bias is not None, name=node.layer)
             y = layer(x)
