@@ -68,7 +68,8 @@ from bnnconvert.mapping import (
 # A float value's tolerance in isolation: LAYER_ATOL + LAYER_RTOL * max|keras|.
 # Measured on 25 correct exports, 4 samples each (the bundled model in every
 # export mode, the ONNX digits model, BinaryDenseNet28 at 224 px, the shared
-# cases, QuickNet-, Bi-Real- and DoReFa-style models, wide float layers):
+# cases, QuickNet-, Bi-Real- and DoReFa-style models, wide float layers;
+# benchmarks/layer_errors.py prints the repository's part of them):
 # float32 rounding moves a layer by at most 1.7e-6 of its max|keras| (a dense
 # layer of 12288 inputs whose batch norm, folded in, divides by a spread ~10x
 # below the mean; 9e-7 on BinaryDenseNet28 at 224 px, <= 6e-7 on the bundled
