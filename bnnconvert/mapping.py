@@ -101,6 +101,7 @@ _TYPE_CASTS = ("QUANTIZE", "DEQUANTIZE")  # TFLite's float <-> int8 conversions
 # a conv's own padding; an LceDequantize (its reader's input signs, as +-1) always.
 _READER_OWNED = (*_TYPE_CASTS, "RESHAPE", "PAD", "PADV2", DEQUANTIZE)
 _SAME_VALUE_OPS = (*_TYPE_CASTS, "RESHAPE", "SQUEEZE")  # the value of their input, as is
+_BIASED_KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # bias: input 2
 _IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
 
 
@@ -245,6 +246,18 @@ def _has_kernel(layer: Any) -> bool:
     return any(hasattr(layer, a) for a in ("kernel", "depthwise_kernel")) or class_name(
         layer
     ).startswith("Quant")
+
+
+def _adds_a_bias(layer: Any) -> bool:
+    """Whether ``layer``'s output has a non-zero additive term: a batch norm's shift
+    ``beta - mean * gamma / sqrt(var + eps)``, or a kernel layer's bias."""
+    if class_name(layer) == "BatchNormalization":
+        gamma = np.asarray(layer.gamma) if layer.scale else 1.0
+        beta = np.asarray(layer.beta) if layer.center else 0.0
+        std = np.sqrt(np.asarray(layer.moving_variance) + layer.epsilon)
+        return bool(np.any(beta - np.asarray(layer.moving_mean) * gamma / std))
+    bias = getattr(layer, "bias", None) if getattr(layer, "use_bias", False) else None
+    return bias is not None and bool(np.any(np.asarray(bias)))
 
 
 def can_own(layer: Any, opcode: str) -> bool:
@@ -919,6 +932,10 @@ class LayerMap:
             return outputs or any(r not in ops for r in readers)
 
         layers_of_op = list(dict.fromkeys(computed + named))
+        if opcode in _BIASED_KERNEL_OPS and not self._has_bias(op):
+            # The converter moved the bias (a dense layer's, a batch norm's shift) into a
+            # later op: this value is none of those layers' outputs.
+            layers_of_op = [n for n in layers_of_op if not _adds_a_bias(layers[n])]
         candidates = [n for n in layers_of_op if self._shape_fits(n, t)]
         if not candidates:
             # Another layout of as many elements (a dense layer's (C,) as a 1x1 conv's
@@ -928,6 +945,10 @@ class LayerMap:
             return last if last is not None and read_outside(last) else None
         outside = [n for n in candidates if read_outside(n)]
         return max(outside, key=self.keras.order.__getitem__) if outside else None
+
+    def _has_bias(self, op: int) -> bool:
+        inputs = self.graph.operators[op].inputs
+        return len(inputs) > 2 and inputs[2] >= 0
 
     # -- per layer
 

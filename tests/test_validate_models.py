@@ -253,6 +253,36 @@ def test_ties_in_the_first_samples_do_not_hide_a_fault_in_a_later_one(tie_model,
     assert result.notes[-1].endswith("cause: fault (checked on sample 5 of 6, counted from 0)")
 
 
+def test_a_batch_norm_folded_into_the_next_dense_layer_is_no_false_fault(tmp_path):
+    """Dense -> BatchNormalization -> Dense: the converter moves the first dense layer's
+    bias and the batch norm into the second, so the first FULLY_CONNECTED's output is
+    neither layer's value. It used to be compared as the batch norm's and called a fault."""
+    keras = _tf.keras()
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((6, 6, 3))
+    x = keras.layers.Flatten(name="flatten")(_stem(inp))
+    x = keras.layers.Dense(64, name="wide_dense")(x)
+    x = keras.layers.BatchNormalization(name="bn_dense")(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x), name="dense_bn_dense")
+    randomize_batchnorm(model, 7)
+    rng = np.random.default_rng(0)
+    for name in ("wide_dense", "logits"):  # biases like trained ones
+        layer = model.get_layer(name)
+        layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape).astype(np.float32))
+    flatbuffer = bytes(_tf.lce().convert_keras_model(model))
+    graph = ir.read(flatbuffer).subgraphs[0]
+    dense = [op for op in graph.operators if op.opcode == "FULLY_CONNECTED"]
+    assert [len([t for t in op.inputs if t >= 0]) for op in dense] == [2, 3]  # no bias first
+    path = tmp_path / "model.tflite"
+    path.write_bytes(flatbuffer)
+    x = np.random.default_rng(7).uniform(0, 1, (8, 6, 6, 3)).astype(np.float32)
+    result = validate(tmp_path, path, data=x, keras_model=model, layers=True, workers=0)
+    assert result.verdict == "pass", (result.failures, result.notes)
+    rows = {(r.keras_layer, r.compared_with, "+".join(r.ops), r.cause) for r in result.layers}
+    assert ("logits", "logits", "FULLY_CONNECTED+FULLY_CONNECTED", "ok") in rows
+    assert not [r for r in result.layers if r.compared_with in ("wide_dense", "bn_dense")]
+
+
 def test_an_op_the_reference_lacks_leaves_later_layers_unchecked(tmp_path):
     keras = _tf.keras()
     tf = _tf.tensorflow()
