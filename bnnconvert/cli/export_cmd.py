@@ -112,14 +112,7 @@ def export(
     from bnnconvert.convert import parse_input_shape
     from bnnconvert.errors import CheckFailed
     from bnnconvert.export import export as run_export
-    from bnnconvert.passes import OptimizeOptions
     from bnnconvert.validate import NOT_CHECKED, RANDOM_INPUTS
-
-    options = OptimizeOptions(
-        float_weights=float_weights, int8_activations=int8_activations, calibration=calibration
-    )
-    if no_optimize:
-        options = options.with_raw_output()
 
     shape = parse_input_shape(input_shape) if input_shape else None
     warn_if_trusted(trust_checkpoint)
@@ -134,7 +127,10 @@ def export(
                 num_classes=num_classes,
                 progress=step,
                 strict=strict,
-                optimize=options,
+                optimize=not no_optimize,
+                float_weights=float_weights,
+                int8_activations=int8_activations,
+                calibration=calibration,
                 rewrite=not no_rewrite,
                 labels=labels,
                 preprocessing=preprocessing,
